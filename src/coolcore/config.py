@@ -1,0 +1,183 @@
+"""Run configurations: presets (``paper``, ``cpu``, ``demo``), YAML files and overrides.
+
+A configuration is a nested dict with the sections of :data:`DEFAULTS`. A preset
+or a YAML file only states what differs from the defaults; ``--set key=value``
+overrides apply last. Unknown keys and out-of-range values are a
+:class:`~coolcore.errors.UsageError` naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from coolcore.errors import UsageError
+
+PRESETS = ("paper", "cpu", "demo")
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "sample": {"clusters": 318, "seed": 0},
+    "preprocess": {"crop": 256, "size": None, "scaling": "image"},
+    "model": {
+        "variant": "all",
+        "combine": "union",
+        "weights": "none",
+        "aux_size": None,
+        "tau1": 0.7,
+        "tau2": 0.7,
+        "lam": 25.0,
+        "center_smoothing": 0,
+    },
+    "loss": {"alphas": [0.8, 0.1, 0.1, 0.1]},
+    "train": {
+        "epochs": 30,
+        "batch_size": 16,
+        "lr": 1.0e-3,
+        "step_size": 10,
+        "gamma": 0.1,
+        "seed": 0,
+        "deterministic": False,
+        "precision": "auto",
+        "compile": False,
+        "channels_last": True,
+        "num_workers": 0,
+    },
+    "cv": {"folds": 10, "seed": 0},
+}
+
+_CHOICES = {
+    ("preprocess", "scaling"): ("image", "dataset"),
+    ("model", "variant"): ("baseline", "att", "gauss", "att+gauss", "all"),
+    ("model", "combine"): ("union", "intersection"),
+    ("train", "precision"): ("auto", "32", "bf16-mixed", "16-mixed"),
+}
+_RANGES = {
+    ("sample", "clusters"): (3, 100000),
+    ("preprocess", "crop"): (16, 65536),
+    ("preprocess", "size"): (32, 4096),
+    ("model", "aux_size"): (32, 4096),
+    ("model", "tau1"): (0.0, 1.0),
+    ("model", "tau2"): (0.0, 1.0),
+    ("model", "lam"): (1e-6, 1e6),
+    ("model", "center_smoothing"): (0, 63),
+    ("train", "epochs"): (1, 10000),
+    ("train", "batch_size"): (1, 4096),
+    ("train", "lr"): (1e-12, 10.0),
+    ("train", "step_size"): (1, 10000),
+    ("train", "gamma"): (1e-6, 1.0),
+    ("train", "num_workers"): (0, 256),
+    ("cv", "folds"): (3, 100),
+}
+
+
+def preset_path(name: str) -> Path:
+    """Path of a shipped preset YAML file."""
+    return Path(str(resources.files("coolcore") / "configs" / f"{name}.yaml"))
+
+
+def load_config(config: str | Path | None = "paper", overrides: list[str] | None = None) -> dict:
+    """Load a preset name or YAML path over the defaults, apply ``key=value`` overrides.
+
+    Parameters
+    ----------
+    config : a preset name (``paper``, ``cpu``, ``demo``), a YAML file, or None for the defaults.
+    overrides : strings such as ``"train.epochs=3"`` or ``"model.variant=att"``; values are
+        parsed as YAML (``null``, numbers, lists).
+
+    Examples
+    --------
+    >>> cfg = load_config("cpu", ["train.epochs=2"])
+    >>> cfg["train"]["epochs"], cfg["preprocess"]["size"]
+    (2, 128)
+    """
+    cfg = copy.deepcopy(DEFAULTS)
+    if config is not None:
+        name = str(config)
+        path = preset_path(name) if name in PRESETS else Path(name)
+        if not path.is_file():
+            raise UsageError(
+                f"--config {name}: neither a preset ({', '.join(PRESETS)}) nor an existing YAML file"
+            )
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            first = str(exc).splitlines()[0]
+            raise UsageError(f"{path}: not valid YAML ({first})") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"{path}: a config must be a mapping of sections")
+        _merge(cfg, loaded, str(path))
+    for item in overrides or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set {item}: expected KEY=VALUE, e.g. train.epochs=3")
+        section, _, field = key.strip().partition(".")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        _merge(cfg, {section: {field: value}}, f"--set {item}")
+    validate_config(cfg)
+    return cfg
+
+
+def _merge(cfg: dict, new: dict, source: str) -> None:
+    for section, values in new.items():
+        if section not in cfg:
+            raise UsageError(
+                f"{source}: unknown config section '{section}' (known: {', '.join(cfg)})"
+            )
+        if not isinstance(values, dict):
+            raise UsageError(f"{source}: section '{section}' must be a mapping")
+        for key, value in values.items():
+            if key not in cfg[section]:
+                known = ", ".join(cfg[section])
+                raise UsageError(f"{source}: unknown key '{section}.{key}' (known: {known})")
+            cfg[section][key] = value
+
+
+def validate_config(cfg: dict) -> None:
+    """Check types and ranges; raise :class:`UsageError` naming the first bad key."""
+    for (section, key), choices in _CHOICES.items():
+        value = cfg[section][key]
+        if str(value) not in choices:
+            raise UsageError(f"config {section}.{key}={value!r}: must be one of {', '.join(choices)}")
+        if section == "train" and key == "precision":
+            cfg[section][key] = str(value)
+    for (section, key), (low, high) in _RANGES.items():
+        value = cfg[section][key]
+        if value is None and key in ("size", "aux_size"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UsageError(f"config {section}.{key}={value!r}: must be a number")
+        if not low <= value <= high:
+            raise UsageError(f"config {section}.{key}={value}: must lie in [{low}, {high}]")
+        if isinstance(low, int) and isinstance(high, int) and value != int(value):
+            raise UsageError(f"config {section}.{key}={value}: must be an integer")
+    alphas = cfg["loss"]["alphas"]
+    if (
+        not isinstance(alphas, list | tuple)
+        or len(alphas) != 4
+        or not all(isinstance(a, int | float) and not isinstance(a, bool) and a >= 0 for a in alphas)
+    ):
+        raise UsageError(f"config loss.alphas={alphas!r}: must be four non-negative numbers (a_p, a_a, a_f, a_r)")
+    cfg["loss"]["alphas"] = [float(a) for a in alphas]
+    for key in ("deterministic", "compile", "channels_last"):
+        if not isinstance(cfg["train"][key], bool):
+            raise UsageError(f"config train.{key}={cfg['train'][key]!r}: must be true or false")
+    weights = cfg["model"]["weights"]
+    if not isinstance(weights, str) or not weights:
+        raise UsageError(f"config model.weights={weights!r}: must be none, imagenet or a file path")
+    if cfg["preprocess"]["size"] is not None and cfg["preprocess"]["size"] > cfg["preprocess"]["crop"]:
+        raise UsageError(
+            f"config preprocess.size={cfg['preprocess']['size']} exceeds preprocess.crop="
+            f"{cfg['preprocess']['crop']}: the resize only shrinks"
+        )
+
+
+def dump_config(cfg: dict) -> str:
+    """The config as YAML text (what a run folder records)."""
+    return yaml.safe_dump(cfg, sort_keys=False)
