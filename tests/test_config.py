@@ -29,7 +29,9 @@ def test_cpu_preset_keeps_a_4x4_cam():
 
 
 def test_overrides_are_parsed_as_yaml():
-    cfg = load_config("cpu", ["train.epochs=3", "model.aux_size=null", "loss.alphas=[1, 0, 0, 0.5]"])
+    cfg = load_config(
+        "cpu", ["train.epochs=3", "model.aux_size=null", "loss.alphas=[1, 0, 0, 0.5]"]
+    )
     assert cfg["train"]["epochs"] == 3
     assert cfg["model"]["aux_size"] is None
     assert cfg["loss"]["alphas"] == [1.0, 0.0, 0.0, 0.5]
