@@ -5,12 +5,20 @@ import hashlib
 import pytest
 
 from coolcore.errors import UsageError
-from coolcore.runs import atomic_write_text, files_checksum, finish_run_dir, prepare_run_dir
+from coolcore.runs import (
+    atomic_write_text,
+    files_checksum,
+    finish_run_dir,
+    open_run_dir,
+    prepare_run_dir,
+)
 
 
 def test_new_run_is_built_in_partial(tmp_path):
-    final, partial, done = prepare_run_dir(tmp_path / "run", resume=False, force=False)
-    assert not done and partial.is_dir() and not final.exists()
+    final, partial, done = prepare_run_dir(tmp_path / "sub" / "run", resume=False, force=False)
+    assert not done and not partial.exists() and not final.exists()
+    open_run_dir(final, partial, force=False)
+    assert partial.is_dir() and not final.exists()
     assert partial.name == "run.partial"
     finish_run_dir(partial, final)
     assert final.is_dir() and not partial.exists()
@@ -25,7 +33,9 @@ def test_existing_run_needs_force_or_resume(tmp_path):
     _, _, done = prepare_run_dir(tmp_path / "run", resume=True, force=False)
     assert done
     final, partial, done = prepare_run_dir(tmp_path / "run", resume=False, force=True)
-    assert not done and not final.exists() and partial.is_dir()
+    assert not done and final.exists()  # nothing is deleted before the inputs are checked
+    open_run_dir(final, partial, force=True)
+    assert not final.exists() and partial.is_dir()
 
 
 def test_unfinished_run_needs_resume(tmp_path):
@@ -33,7 +43,8 @@ def test_unfinished_run_needs_resume(tmp_path):
     (tmp_path / "run.partial" / "fold_00").mkdir()
     with pytest.raises(UsageError, match="pass --resume"):
         prepare_run_dir(tmp_path / "run", resume=False, force=False)
-    _, partial, done = prepare_run_dir(tmp_path / "run", resume=True, force=False)
+    final, partial, done = prepare_run_dir(tmp_path / "run", resume=True, force=False)
+    open_run_dir(final, partial, force=False)
     assert not done and (partial / "fold_00").is_dir()
     with pytest.raises(UsageError, match="contradict"):
         prepare_run_dir(tmp_path / "run", resume=True, force=True)

@@ -79,10 +79,12 @@ def files_checksum(paths: Iterable[str | Path], base: str | Path | None = None) 
 
 
 def prepare_run_dir(out: str | Path, *, resume: bool, force: bool) -> tuple[Path, Path, bool]:
-    """Decide where a run is built.
+    """Decide where a run is built; change nothing on disk yet.
 
     Returns ``(final, partial, done)``: ``done`` is True when ``final`` already
-    holds a finished run and ``resume`` was asked (nothing to do).
+    holds a finished run and ``resume`` was asked (nothing to do). Call
+    :func:`open_run_dir` once the inputs are validated, so that a bad input
+    neither deletes an old run nor leaves an empty new one.
 
     Raises
     ------
@@ -94,33 +96,37 @@ def prepare_run_dir(out: str | Path, *, resume: bool, force: bool) -> tuple[Path
     partial = final.with_name(final.name + PARTIAL_SUFFIX)
     if resume and force:
         raise UsageError("--resume and --force contradict each other: pick one")
-    if final.exists():
-        if force:
-            _remove(final)
-        elif resume:
+    if final.exists() and not force:
+        if resume:
             return final, partial, True
-        else:
-            raise UsageError(
-                f"{final}: a run folder already exists; pass --force to overwrite it "
-                "or choose another --out"
-            )
-    if partial.exists():
-        if force:
-            _remove(partial)
-        elif not resume:
-            raise UsageError(
-                f"{partial}: an unfinished run is there; pass --resume to continue it "
-                "or --force to start over"
-            )
-    parent = final.parent if str(final.parent) else Path(".")
+        raise UsageError(
+            f"{final}: a run folder already exists; pass --force to overwrite it "
+            "or choose another --out"
+        )
+    if partial.exists() and not (force or resume):
+        raise UsageError(
+            f"{partial}: an unfinished run is there; pass --resume to continue it "
+            "or --force to start over"
+        )
+    parent = final.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{final}: cannot create the run folder ({parent} is not writable)")
+    return final, partial, False
+
+
+def open_run_dir(final: Path, partial: Path, *, force: bool) -> Path:
+    """Create ``RUN.partial`` (after removing old runs when ``force``); return it."""
+    if force:
+        for path in (final, partial):
+            if path.exists() or path.is_symlink():
+                _remove(path)
     try:
-        parent.mkdir(parents=True, exist_ok=True)
-        partial.mkdir(exist_ok=True)
+        partial.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{final}: cannot create the run folder ({exc.strerror})") from None
-    if not os.access(partial, os.W_OK):
-        raise UsageError(f"{partial}: the run folder is not writable")
-    return final, partial, False
+    return partial
 
 
 def finish_run_dir(partial: Path, final: Path) -> Path:

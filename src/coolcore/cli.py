@@ -1,0 +1,399 @@
+"""The ``coolcore`` command line.
+
+Every subcommand has ``--help``. A user's mistake (a bad argument, an unreadable
+file) ends with one line on stderr naming the input and the problem, exit status
+2 for usage errors and 1 for data errors, and no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+from coolcore import __version__
+from coolcore.errors import CoolcoreError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (exit status 2)."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} must not be negative")
+    return value
+
+
+def _class_mix(text: str) -> tuple[float, float, float]:
+    parts = text.replace("/", ",").split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected three numbers like 0.1,0.6,0.3"
+        ) from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected three numbers (CC,WCC,NCC)")
+    return values  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_simulate(args) -> int:
+    from coolcore.simulate import simulate_sample
+
+    out = Path(args.out_dir)
+    if out.exists() and any(out.iterdir()) and not args.force:
+        raise UsageError(f"{out}: folder exists and is not empty; pass --force to overwrite")
+    kwargs = {}
+    if args.exposure_ks is not None:
+        kwargs["exposure_ks"] = args.exposure_ks
+    catalog = simulate_sample(
+        out,
+        n_clusters=args.clusters,
+        size=args.size,
+        fov_kpc=args.fov_kpc,
+        class_mix=args.class_mix,
+        seed=args.seed,
+        workers=args.workers,
+        observed=args.observed,
+        progress=not args.no_progress,
+        **kwargs,
+    )
+    _print_sample_summary(catalog, out)
+    return 0
+
+
+def _print_sample_summary(catalog, out: Path) -> None:
+    counts = catalog["label"].value_counts()
+    n = len(catalog)
+    mix = ", ".join(
+        f"{c} {counts.get(c, 0)} ({100 * counts.get(c, 0) / n:.0f}%)" for c in ("CC", "WCC", "NCC")
+    )
+    print(f"{out}: {n} maps of {catalog['cluster_id'].nunique()} clusters; {mix}")
+    if "m500_msun" in catalog:
+        m = catalog["m500_msun"]
+        print(
+            f"  M500 {m.min():.2e} - {m.max():.2e} Msun; t_cool {catalog['t_cool_gyr'].min():.2f} - "
+            f"{catalog['t_cool_gyr'].max():.1f} Gyr; catalogue {out / 'catalog.csv'}"
+        )
+
+
+def _load_cfg(args):
+    from coolcore.config import load_config
+
+    overrides = list(args.set or [])
+    if getattr(args, "variant", None):
+        overrides.append(f"model.variant={args.variant}")
+    if getattr(args, "combine", None):
+        overrides.append(f"model.combine={args.combine}")
+    if getattr(args, "weights", None):
+        overrides.append(f"model.weights={args.weights}")
+    if getattr(args, "epochs", None):
+        overrides.append(f"train.epochs={args.epochs}")
+    if getattr(args, "seed", None) is not None:
+        overrides.append(f"train.seed={args.seed}")
+    if getattr(args, "folds", None):
+        overrides.append(f"cv.folds={args.folds}")
+    if getattr(args, "deterministic", False):
+        overrides.append("train.deterministic=true")
+    return load_config(args.config, overrides)
+
+
+def _hardware(args):
+    from coolcore.training import Hardware
+
+    devices: int | str = args.devices
+    if isinstance(devices, str) and devices.isdigit():
+        devices = int(devices)
+    return Hardware(
+        accelerator=args.accelerator,
+        devices=devices,
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
+    )
+
+
+def cmd_cv(args) -> int:
+    from coolcore.experiments import run_cv
+
+    cfg = _load_cfg(args)
+    run_cv(
+        args.data,
+        cfg,
+        args.out,
+        fold=args.fold,
+        resume=args.resume,
+        force=args.force,
+        hardware=_hardware(args),
+        progress=not args.no_progress,
+    )
+    return 0
+
+
+def cmd_ablation(args) -> int:
+    from coolcore.experiments import run_ablation
+
+    cfg = _load_cfg(args)
+    run_ablation(
+        args.data,
+        cfg,
+        args.out,
+        repeats=args.repeats,
+        methods=args.methods,
+        sweep=args.sweep,
+        resume=args.resume,
+        force=args.force,
+        hardware=_hardware(args),
+        progress=not args.no_progress,
+    )
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from coolcore.config import load_config
+    from coolcore.experiments import run_ablation
+    from coolcore.simulate import simulate_sample
+
+    cfg = load_config("demo", args.set)
+    out = Path(args.out)
+    data = out / "data"
+    if not (data / "catalog.csv").is_file():
+        print(f"simulating {cfg['sample']['clusters']} clusters x 3 projections into {data}")
+        catalog = simulate_sample(
+            data,
+            n_clusters=cfg["sample"]["clusters"],
+            seed=cfg["sample"]["seed"],
+            workers=args.workers,
+            progress=not args.no_progress,
+        )
+        _print_sample_summary(catalog, data)
+    run = out / "ablation"
+    run_ablation(
+        data,
+        cfg,
+        run,
+        methods=["all"],
+        resume=run.with_name(run.name + ".partial").exists() or run.exists(),
+        progress=not args.no_progress,
+    )
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", metavar="DATA", help="a folder holding catalog.csv, or a catalogue CSV")
+    p.add_argument(
+        "--config",
+        default="paper",
+        metavar="PRESET|YAML",
+        help="preset (paper, cpu, demo) or a YAML file (default: paper)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=5 (repeatable)",
+    )
+    p.add_argument("--epochs", type=_positive_int, help="shortcut for --set train.epochs=N")
+    p.add_argument("--folds", type=_positive_int, help="shortcut for --set cv.folds=K")
+    p.add_argument(
+        "--seed", type=_nonneg_int, help="training seed (shortcut for --set train.seed=N)"
+    )
+    p.add_argument(
+        "--weights",
+        metavar="none|imagenet|FILE",
+        help="backbone initialisation (default none: random; imagenet needs the cached weights)",
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic algorithms: the same seed gives the same predictions",
+    )
+    p.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an unfinished run; finished folds are not recomputed",
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing run folder")
+    hw = p.add_argument_group("hardware (Lightning)")
+    hw.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (default auto)")
+    hw.add_argument("--devices", default="1", help="devices per node, e.g. 4 (default 1)")
+    hw.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn ... (default auto)")
+    hw.add_argument("--num-nodes", type=_positive_int, default=1, help="nodes, for multi-node DDP")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="coolcore",
+        formatter_class=_formatter,
+        description=(
+            "Classify galaxy clusters as cool-core (CC), weak-cool-core (WCC) or non-cool-core (NCC)\n"
+            "from X-ray maps with the multi-branch attention network of Zhang et al. (2020)."
+        ),
+        epilog="Start with `coolcore demo`, or `coolcore simulate data/` then `coolcore cv data/ --config cpu --out runs/cv`.",
+    )
+    parser.add_argument("--version", action="version", version=f"coolcore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser(
+        "simulate",
+        help="simulate cluster X-ray emissivity maps (the built-in sample)",
+        formatter_class=_formatter,
+        description="Simulate X-ray emissivity maps of galaxy clusters from a physical gas model,\n"
+        "labelled by their computed central cooling time; one FITS file per projection\n"
+        "and a catalog.csv in OUT_DIR.",
+    )
+    p.add_argument(
+        "out_dir", metavar="OUT_DIR", help="folder to write the FITS maps and catalog.csv"
+    )
+    p.add_argument(
+        "--clusters", type=_positive_int, default=318, help="number of clusters (default 318)"
+    )
+    p.add_argument(
+        "--size", type=_positive_int, default=256, help="map size in pixels (default 256)"
+    )
+    p.add_argument(
+        "--fov-kpc", type=float, default=1000.0, help="field of view in kpc (default 1000)"
+    )
+    p.add_argument(
+        "--class-mix",
+        type=_class_mix,
+        default=(0.1, 0.6, 0.3),
+        metavar="CC,WCC,NCC",
+        help="fractions of the three classes (default 0.1,0.6,0.3)",
+    )
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=min(2, os.cpu_count() or 1),
+        help="processes (default: up to 2); the output does not depend on it",
+    )
+    p.add_argument(
+        "--observed",
+        action="store_true",
+        help="Poisson photon counts for an exposure plus a flat background",
+    )
+    p.add_argument("--exposure-ks", type=float, default=None, help="exposure in ks for --observed")
+    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser(
+        "cv",
+        help="cross-validate one variant (the paper's 10-fold protocol)",
+        formatter_class=_formatter,
+        description="Train and test one variant on every cluster-grouped fold; writes RUN/ with\n"
+        "predictions.csv, metrics.json, confusion_matrix.png and learning_curves.png.",
+    )
+    _add_training_options(p)
+    p.add_argument(
+        "--variant",
+        choices=("baseline", "att", "gauss", "att+gauss", "all"),
+        help="network variant (default: the config's, all)",
+    )
+    p.add_argument("--combine", choices=("union", "intersection"), help="how the two masks combine")
+    p.add_argument(
+        "--fold", type=_nonneg_int, help="train only fold K (0-based), e.g. one job per fold"
+    )
+    p.set_defaults(func=cmd_cv)
+
+    p = sub.add_parser(
+        "ablation",
+        help="the paper's Table I: all variants and the concentration baselines",
+        formatter_class=_formatter,
+        description="Run the variants baseline, att, gauss, att+gauss, all and all (intersection), and\n"
+        "the concentration baselines, on identical folds and seeds; writes RUN/table.md.",
+    )
+    _add_training_options(p)
+    p.add_argument(
+        "--repeats", type=_positive_int, default=1, help="repeats with seeds seed..seed+R-1"
+    )
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        metavar="NAME",
+        help="only these methods (baseline is always included)",
+    )
+    p.add_argument("--sweep", choices=("loss-weights",), help="the paper's Table II grid instead")
+    p.set_defaults(func=cmd_ablation)
+
+    p = sub.add_parser(
+        "demo",
+        help="simulate a small sample and compare baseline with all (a few minutes)",
+        formatter_class=_formatter,
+        description="The whole path on a small simulated sample: simulate, cross-validate the\n"
+        "baseline and the full network and the concentration baselines, print the table.",
+    )
+    p.add_argument(
+        "--out", default="runs/demo", metavar="DIR", help="folder for the sample and runs"
+    )
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the demo preset")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=min(2, os.cpu_count() or 1),
+        help="simulation processes",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return int(args.func(args) or 0)
+    except CoolcoreError as exc:
+        print(f"coolcore {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(
+            f"coolcore {args.command}: interrupted; finished work is kept, "
+            "run the same command with --resume to continue",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The command line: --help everywhere, one-line errors with the right exit status."""
+
+import subprocess
+import sys
+
+import pytest
+
+from coolcore.cli import build_parser, main
+
+
+def _subcommands():
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return sorted(action.choices)
+
+
+def test_top_level_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("simulate", "cv", "ablation", "demo"):
+        assert name in out
+
+
+@pytest.mark.parametrize("command", _subcommands())
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert "usage: coolcore " + command in capsys.readouterr().out
+
+
+def test_installed_entry_point_runs():
+    exe = [sys.executable, "-m", "coolcore.cli", "--version"]
+    res = subprocess.run(exe, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "coolcore" in res.stdout
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["cv", "x", "--out", "r", "--variant", "nope"], "invalid choice: 'nope'"),
+        (["simulate", "d", "--clusters", "0"], "must be at least 1"),
+        (["simulate", "d", "--class-mix", "0.5,0.5"], "expected three numbers"),
+        (["cv", "x"], "the following arguments are required: --out"),
+        (["ablation", "x", "--out", "r", "--repeats", "two"], "is not an integer"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(argv, needle, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert needle in err and len(err.splitlines()) == 1
+
+
+def test_missing_data_is_a_clear_error(tmp_path, capsys):
+    code = main(
+        ["cv", str(tmp_path / "nowhere"), "--config", "demo", "--out", str(tmp_path / "run")]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code in (1, 2)
+    assert len(err.splitlines()) == 1 and "nowhere" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_bad_config_override_is_exit_2(tmp_path, capsys):
+    code = main(
+        [
+            "cv",
+            str(tmp_path),
+            "--config",
+            "demo",
+            "--set",
+            "train.epochz=1",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "train.epochz" in err and len(err.splitlines()) == 1
