@@ -108,6 +108,9 @@ def run_cv(
     """
     from coolcore.training import as_tensor_images, fit_fold, predictions_frame
 
+    main_process = launched_rank() == 0
+    if not main_process:  # a DDP worker started by Lightning or srun: rank 0 owns the folder
+        resume, force, quiet = True, False, True
     final, partial, done = prepare_run_dir(out, resume=resume, force=force)
     if done:
         _say(f"{final}: already complete, nothing to do", quiet)
@@ -120,9 +123,10 @@ def run_cv(
     n_folds = len(folds)
     if fold is not None and not 0 <= fold < n_folds:
         raise UsageError(f"--fold {fold}: must lie in [0, {n_folds - 1}] for {n_folds} folds")
-    open_run_dir(final, partial, force=force)
-    _write_run_record(partial, cfg, dataset, data, kind="cv")
-    atomic_write_csv(partial / "folds.csv", folds_frame(dataset, folds))
+    if main_process:
+        open_run_dir(final, partial, force=force)
+        _write_run_record(partial, cfg, dataset, data, kind="cv")
+        atomic_write_csv(partial / "folds.csv", folds_frame(dataset, folds))
 
     images = as_tensor_images(dataset.images)
     todo = [fold] if fold is not None else list(range(n_folds))
@@ -132,7 +136,7 @@ def run_cv(
         if (fold_dir / "predictions.csv").is_file():
             _say(f"fold {k + 1}/{n_folds}: done before, kept", quiet)
             continue
-        fold_dir.mkdir(exist_ok=True)
+        fold_dir.mkdir(parents=True, exist_ok=True)
         _say(f"fold {k + 1}/{n_folds}: training {variant} ...", quiet)
         t0 = time.perf_counter()
         result = fit_fold(
@@ -148,6 +152,7 @@ def run_cv(
             keep_checkpoint=keep_checkpoints,
         )
         if result is None:  # not the global-zero process of a distributed run
+            _barrier()
             continue
         probs, info = result
         info["seconds"] = round(time.perf_counter() - t0, 1)
@@ -159,7 +164,8 @@ def run_cv(
             f"val macro-F1 {info['best_val_macro_f1']:.3f}, {info['seconds']:.0f} s",
             quiet,
         )
-    if not _is_global_zero():
+        _barrier()
+    if not main_process or not _is_global_zero():
         return partial
     missing = [
         k for k in range(n_folds) if not (partial / f"fold_{k:02d}" / "predictions.csv").is_file()
@@ -181,6 +187,28 @@ def run_cv(
         quiet,
     )
     return final
+
+
+def launched_rank() -> int:
+    """This process's rank as its launcher set it: 0 for the main process.
+
+    Lightning's DDP launcher starts workers with ``LOCAL_RANK`` (and ``NODE_RANK``)
+    set; ``srun`` sets ``SLURM_PROCID``. Workers re-run the same command and
+    must neither check nor write the run folder.
+    """
+    import os
+
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
+        return int(os.environ["SLURM_PROCID"])
+    return int(os.environ.get("LOCAL_RANK", "0")) + int(os.environ.get("NODE_RANK", "0"))
+
+
+def _barrier() -> None:
+    """Wait for every DDP process (rank 0 writes a fold's predictions meanwhile)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def _is_global_zero() -> bool:
