@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from coolcore.inference import TrainedModel
+
 __version__ = "0.1.0"
 
 CLASS_NAMES: tuple[str, str, str] = ("CC", "WCC", "NCC")
@@ -13,4 +19,17 @@ T_COOL_CC_GYR = 1.0
 T_COOL_NCC_GYR = 7.7
 """Central cooling time at or above which a cluster is a non-cool core (Gyr)."""
 
-__all__ = ["CLASS_NAMES", "T_COOL_CC_GYR", "T_COOL_NCC_GYR", "__version__"]
+
+def load_model(path: str | os.PathLike, *, device: str | None = None) -> TrainedModel:
+    """Load a trained model folder (``coolcore export``) or a cv run for prediction.
+
+    A lazy wrapper of :func:`coolcore.inference.load_model` (importing
+    ``coolcore`` does not import torch).  ``model.predict(images_or_paths)``
+    returns a :class:`pandas.DataFrame` of class probabilities.
+    """
+    from coolcore.inference import load_model as _load_model
+
+    return _load_model(path, device=device)
+
+
+__all__ = ["CLASS_NAMES", "T_COOL_CC_GYR", "T_COOL_NCC_GYR", "__version__", "load_model"]

@@ -367,6 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
+
+    from coolcore.cli_inference import add_inference_commands
+
+    add_inference_commands(sub)
     return parser
 
 

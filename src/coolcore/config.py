@@ -44,7 +44,6 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "precision": "auto",
         "compile": False,
         "channels_last": True,
-        "num_workers": 0,
     },
     "cv": {"folds": 10, "seed": 0},
 }
@@ -69,7 +68,6 @@ _RANGES = {
     ("train", "lr"): (1e-12, 10.0),
     ("train", "step_size"): (1, 10000),
     ("train", "gamma"): (1e-6, 1.0),
-    ("train", "num_workers"): (0, 256),
     ("cv", "folds"): (3, 100),
 }
 
@@ -144,7 +142,9 @@ def validate_config(cfg: dict) -> None:
     for (section, key), choices in _CHOICES.items():
         value = cfg[section][key]
         if str(value) not in choices:
-            raise UsageError(f"config {section}.{key}={value!r}: must be one of {', '.join(choices)}")
+            raise UsageError(
+                f"config {section}.{key}={value!r}: must be one of {', '.join(choices)}"
+            )
         if section == "train" and key == "precision":
             cfg[section][key] = str(value)
     for (section, key), (low, high) in _RANGES.items():
@@ -161,9 +161,13 @@ def validate_config(cfg: dict) -> None:
     if (
         not isinstance(alphas, list | tuple)
         or len(alphas) != 4
-        or not all(isinstance(a, int | float) and not isinstance(a, bool) and a >= 0 for a in alphas)
+        or not all(
+            isinstance(a, int | float) and not isinstance(a, bool) and a >= 0 for a in alphas
+        )
     ):
-        raise UsageError(f"config loss.alphas={alphas!r}: must be four non-negative numbers (a_p, a_a, a_f, a_r)")
+        raise UsageError(
+            f"config loss.alphas={alphas!r}: must be four non-negative numbers (a_p, a_a, a_f, a_r)"
+        )
     cfg["loss"]["alphas"] = [float(a) for a in alphas]
     for key in ("deterministic", "compile", "channels_last"):
         if not isinstance(cfg["train"][key], bool):
@@ -171,7 +175,10 @@ def validate_config(cfg: dict) -> None:
     weights = cfg["model"]["weights"]
     if not isinstance(weights, str) or not weights:
         raise UsageError(f"config model.weights={weights!r}: must be none, imagenet or a file path")
-    if cfg["preprocess"]["size"] is not None and cfg["preprocess"]["size"] > cfg["preprocess"]["crop"]:
+    if (
+        cfg["preprocess"]["size"] is not None
+        and cfg["preprocess"]["size"] > cfg["preprocess"]["crop"]
+    ):
         raise UsageError(
             f"config preprocess.size={cfg['preprocess']['size']} exceeds preprocess.crop="
             f"{cfg['preprocess']['crop']}: the resize only shrinks"

@@ -268,6 +268,7 @@ def _write_run_record(partial: Path, cfg: dict, dataset, data, *, kind: str, ext
         "command": " ".join(sys.argv),
         "data": str(Path(data).resolve()) if data is not None else None,
         "data_checksum": dataset.cache_key,
+        "log_range": None if dataset.log_range is None else [float(v) for v in dataset.log_range],
         "n_images": int(len(dataset.labels)),
         "n_clusters": int(len(set(dataset.cluster_ids))),
         "seed": int(cfg["train"]["seed"]),

@@ -8,6 +8,7 @@ validation macro-F1, and returns the test set's class probabilities.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import warnings
@@ -56,24 +57,27 @@ class ClusterClassifier(pl.LightningModule):
         self.net = build_model(cfg)
         if cfg["train"]["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)
+        # torch.compile'd forward kept outside the module's attributes, so that the
+        # state dict (checkpoints, exported models) keeps the plain parameter names
+        self._compiled = [torch.compile(self.net)] if cfg["train"]["compile"] else []
         self.register_buffer("class_weight", torch.tensor(class_weight, dtype=torch.float32))
         self.alphas = tuple(cfg["loss"]["alphas"])
         self._val_probs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor):
-        return self.net(x)
+        return self._compiled[0](x) if self._compiled else self.net(x)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        out = self.net(x)
+        out = self(x)
         loss, _ = total_loss(out, y, self.class_weight, self.alphas)
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        out = self.net(x)
+        out = self(x)
         loss, _ = total_loss(out, y, self.class_weight, self.alphas)
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         self._val_probs.append(out.logits.float().softmax(dim=1).detach())
@@ -312,7 +316,9 @@ def load_module(path: str | Path) -> ClusterClassifier:
     """Load a Lightning checkpoint of ours without unpickling code."""
     state = torch.load(path, map_location="cpu", weights_only=True)
     hp = state["hyper_parameters"]
-    module = ClusterClassifier(hp["cfg"], hp["class_weight"])
+    cfg = copy.deepcopy(hp["cfg"])
+    cfg["train"]["compile"] = False
+    module = ClusterClassifier(cfg, hp["class_weight"])
     module.load_state_dict(state["state_dict"])
     return module.eval()
 

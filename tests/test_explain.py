@@ -1,0 +1,183 @@
+"""Explanation figures: the six-panel PNG per map and the grid of a cv run's test images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+from test_inference import PIXEL_KPC, SIZE, beta_map, run_cli, trained_run
+
+from coolcore import CLASS_NAMES
+from coolcore.errors import DataError, UsageError
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return trained_run(tmp_path_factory.mktemp("inference"))
+
+
+@pytest.fixture(scope="module")
+def model(built):
+    from coolcore.inference import load_model
+
+    return load_model(built["model"], device="cpu")
+
+
+def light_copy(run: Path, dst: Path) -> Path:
+    """Copy a run folder, linking the (large) checkpoint folders instead of copying them."""
+    shutil.copytree(run, dst, ignore=shutil.ignore_patterns("checkpoints", "explain", "report.*"))
+    for ckpt in run.glob("fold_*/checkpoints"):
+        (dst / ckpt.parent.name / "checkpoints").symlink_to(ckpt.resolve())
+    return dst
+
+
+def test_one_png_per_map_and_error_rows(model, built, tmp_path):
+    from coolcore.explain import explain_maps
+
+    good = sorted(built["data"].glob("*.fits"))[:2]
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"not numpy")
+    errors = []
+    frame = explain_maps(model, [good[0], bad, good[1]], tmp_path / "out", on_error=errors.append)
+    assert frame["error"].ne("").tolist() == [False, True, False] and len(errors) == 1
+    pngs = frame.loc[frame["error"] == "", "png"].tolist()
+    assert [Path(p).name for p in pngs] == [good[0].stem + ".png", good[1].stem + ".png"]
+    for p in pngs:
+        pixels = mpimg.imread(p)
+        assert pixels.ndim == 3 and pixels.shape[1] > pixels.shape[0] > 400  # a 2 x 3 panel
+    # the probabilities drawn are the ensemble's, as predict reports them
+    preds = model.predict(good)
+    written = pd.read_csv(tmp_path / "out" / "explanations.csv")
+    ok = written[written["error"].isna()].reset_index(drop=True)
+    for c in CLASS_NAMES:
+        np.testing.assert_allclose(ok[f"p_{c}"], preds[f"p_{c}"], atol=1e-6)
+    assert (ok[["box_x0", "box_y0"]].to_numpy() >= 0).all()
+    assert (ok[["box_x1", "box_y1"]].to_numpy() <= SIZE - 1).all()
+
+
+def test_explain_chooses_the_fold_model(model, built, tmp_path):
+    from coolcore.explain import explain_maps
+
+    f = sorted(built["data"].glob("*.fits"))[:1]
+    explain_maps(model, f, tmp_path / "k2", fold=2)
+    with pytest.raises(UsageError, match="--fold 5: the model holds folds 0, 1, 2"):
+        explain_maps(model, f, tmp_path / "k5", fold=5)
+
+
+def test_baseline_model_has_no_crop_and_whole_box(model, tmp_path):
+    from coolcore.explain import explain_maps
+    from coolcore.inference import TrainedModel
+    from coolcore.model import MultiBranchAttentionNet
+
+    meta = json.loads(json.dumps(model.meta))
+    meta["variant"] = "baseline"
+    base = TrainedModel([MultiBranchAttentionNet("baseline")], meta, tmp_path, device="cpu")
+    img = beta_map(6.0, seed=9)
+    frame = explain_maps(base, img, tmp_path / "b", pixel_kpc=PIXEL_KPC)
+    assert frame.loc[0, ["box_x0", "box_y0", "box_x1", "box_y1"]].tolist() == [
+        0,
+        0,
+        SIZE - 1,
+        SIZE - 1,
+    ]
+    assert Path(frame.loc[0, "png"]).is_file()
+
+
+def test_plot_explanation_draws_given_arrays(tmp_path):
+    from coolcore.explain import plot_explanation
+
+    s = 32
+    yy, xx = np.mgrid[:s, :s]
+    img = np.exp(-((xx - 10) ** 2 + (yy - 20) ** 2) / 30.0)
+    path = plot_explanation(
+        img,
+        img,
+        img,
+        img > 0.5,
+        (5, 15, 15, 25),
+        None,
+        np.array([0.2, 0.5, 0.3]),
+        tmp_path / "sub" / "p.png",
+        fold_probs=np.array([[0.2, 0.5, 0.3], [0.3, 0.4, 0.3]]),
+    )
+    assert path.is_file() and mpimg.imread(path).shape[2] in (3, 4)
+
+
+def test_run_grid_uses_the_fold_that_tested_each_image(built, tmp_path):
+    from coolcore.explain import explain_run
+
+    run = light_copy(built["run"], tmp_path / "run")
+    png = explain_run(run, per_class=2)
+    assert png == run / "explain" / "grid.png" and png.is_file()
+    grid = pd.read_csv(run / "explain" / "grid.csv", dtype={"image_id": str})
+    preds = pd.read_csv(run / "predictions.csv", dtype={"image_id": str}).set_index("image_id")
+    for c in CLASS_NAMES:
+        for correct in (True, False):
+            pool = preds[(preds["label"] == c) & ((preds["predicted"] == c) == correct)]
+            shown = grid[(grid["label"] == c) & (grid["correct"] == correct)]
+            assert len(shown) == min(2, len(pool))
+            conf = pool[[f"p_{k}" for k in CLASS_NAMES]].max(axis=1).sort_values(ascending=False)
+            assert set(shown["image_id"]) <= set(pool.index)
+            if len(shown):  # the most confident first
+                assert shown[[f"p_{k}" for k in CLASS_NAMES]].max(axis=1).iloc[0] == pytest.approx(
+                    conf.iloc[0]
+                )
+    # recomputed with the right fold's model, the probabilities are the run's own
+    assert (grid["fold"] == preds.loc[grid["image_id"], "fold"].to_numpy()).all()
+    for c in CLASS_NAMES:
+        np.testing.assert_allclose(grid[f"p_{c}_now"], grid[f"p_{c}"], atol=2e-6)
+
+
+def test_run_grid_errors(built, tmp_path):
+    from coolcore.explain import explain_run
+
+    with pytest.raises(UsageError, match="not a run folder"):
+        explain_run(tmp_path)
+    run = light_copy(built["run"], tmp_path / "run")
+    record = json.loads((run / "run.json").read_text())
+    record["data"] = str(tmp_path / "moved")
+    (run / "run.json").write_text(json.dumps(record))
+    with pytest.raises(DataError, match="training data .* are not there"):
+        explain_run(run)
+
+
+def test_ablation_grid_draws_its_all_method(built, tmp_path):
+    from coolcore.explain import explain_run
+
+    abl = tmp_path / "abl"
+    abl.mkdir()
+    (abl / "run.json").write_text(json.dumps({"kind": "ablation", "methods": ["baseline", "all"]}))
+    light_copy(built["run"], abl / "all" / "rep_00")
+    png = explain_run(abl, tmp_path / "g", per_class=1)
+    assert png.is_file()
+    grid = pd.read_csv(tmp_path / "g" / "grid.csv", dtype={"image_id": str})
+    preds = pd.read_csv(abl / "all" / "rep_00" / "predictions.csv", dtype={"image_id": str})
+    assert len(grid) and set(grid["image_id"]) <= set(preds["image_id"])
+
+
+def test_cli_explain_maps_and_run(built, tmp_path, capsys):
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    f = sorted(built["data"].glob("*.fits"))[0]
+    big = np.full((640, 640), np.nan, np.float32)
+    big[160:480, 160:480] = beta_map(12.0, size=320, seed=4)
+    fits.writeto(maps / "a2029.fits", big, fits.Header({"PIXKPC": 3.0}))
+    rc = run_cli(["explain", built["model"], f, maps, "--out", tmp_path / "ex", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "differs from the training maps' 10 kpc" in captured.err  # 3 kpc pixels: warned
+    assert sorted(p.name for p in (tmp_path / "ex").glob("*.png")) == ["a2029.png", f.stem + ".png"]
+    assert run_cli(["explain", built["model"], f, "--out", tmp_path / "ex"]) == 2
+    assert "not empty; pass --force" in capsys.readouterr().err
+    run = light_copy(built["run"], tmp_path / "run")
+    assert (
+        run_cli(["explain", run, "--out", tmp_path / "grid", "--per-class", "1", "--no-progress"])
+        == 0
+    )
+    assert (tmp_path / "grid" / "grid.png").is_file()
