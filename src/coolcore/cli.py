@@ -194,14 +194,11 @@ def cmd_demo(args) -> int:
         )
         _print_sample_summary(catalog, data)
     run = out / "ablation"
-    run_ablation(
-        data,
-        cfg,
-        run,
-        methods=["all"],
-        resume=run.with_name(run.name + ".partial").exists() or run.exists(),
-        progress=not args.no_progress,
-    )
+    resume = run.with_name(run.name + ".partial").exists() or run.exists()
+    run_ablation(data, cfg, run, methods=["all"], resume=resume, progress=not args.no_progress)
+    from coolcore.report import write_report
+
+    print(f"report: {write_report(run)}")
     return 0
 
 
@@ -380,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return int(args.func(args) or 0)
@@ -395,7 +394,20 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+_MAIN_PID = os.getpid()
+
+
 def _raise_interrupt(signum, frame):
+    """SIGTERM in the main process: stop like Ctrl-C (finished work is kept).
+
+    Worker processes forked from it (the simulator's pool) inherit this handler;
+    they go back to the default action, so that a pool shutting down its workers
+    stays silent.
+    """
+    if os.getpid() != _MAIN_PID:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
     raise KeyboardInterrupt
 
 

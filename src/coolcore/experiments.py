@@ -371,6 +371,8 @@ def run_ablation(
     final, partial, done = prepare_run_dir(out, resume=resume, force=force)
     if done:
         _say(f"{final}: already complete, nothing to do")
+        if (final / "table.md").is_file():
+            print((final / "table.md").read_text().rstrip())
         return final
     if not force:
         check_same_config(partial, cfg)

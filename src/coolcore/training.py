@@ -300,7 +300,7 @@ def fit_fold(
     probs = predict_probs(best.net, images[test_idx], batch_size=max(t["batch_size"], 64))
     score = best_cb.best_model_score
     info = {
-        "best_checkpoint": str(Path(best_path).relative_to(fold_dir)),
+        "best_checkpoint": os.path.relpath(best_path, fold_dir),
         "best_val_macro_f1": None if score is None else float(score),
         "best_epoch": int(torch.load(best_path, map_location="cpu", weights_only=True)["epoch"]),
         "epochs": t["epochs"],
