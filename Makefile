@@ -16,10 +16,10 @@ demo: $(STAMP)
 	$(BIN)/coolcore demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q -m slow
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -q -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -126,7 +126,7 @@ def _load_cfg(args):
 
 
 def _hardware(args):
-    from coolcore.training import Hardware
+    from coolcore.experiments import Hardware
 
     devices: int | str = args.devices
     if isinstance(devices, str) and devices.isdigit():
@@ -379,35 +379,61 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     global _MAIN_PID
     _MAIN_PID = os.getpid()
+    from coolcore.runs import clear_interrupt
+
+    clear_interrupt()
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    if previous[signal.SIGINT] is signal.default_int_handler:  # not if ignored (nohup, &)
+        signal.signal(signal.SIGINT, _raise_interrupt)
     try:
         return int(args.func(args) or 0)
     except CoolcoreError as exc:
         print(f"coolcore {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(
-            f"coolcore {args.command}: interrupted; finished work is kept, "
-            "run the same command with --resume to continue",
-            file=sys.stderr,
-        )
-        return 130
+        from coolcore.runs import PARTIAL_SUFFIX, interrupt_requested
+
+        signum = interrupt_requested() or signal.SIGINT
+        message = f"coolcore {args.command}: interrupted by {signal.Signals(signum).name}"
+        if args.command in ("cv", "ablation"):
+            partial = Path(f"{args.out}{PARTIAL_SUFFIX}")
+            kept = f" in {partial}" if partial.is_dir() else ""
+            message += (
+                f"; finished work is kept{kept}, run the same command with --resume to continue"
+            )
+        elif args.command == "demo":
+            message += "; finished work is kept, run the same command again to continue"
+        print(message, file=sys.stderr)
+        return 128 + int(signum)
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 _MAIN_PID = os.getpid()
 
 
 def _raise_interrupt(signum, frame):
-    """SIGTERM in the main process: stop like Ctrl-C (finished work is kept).
+    """SIGINT or SIGTERM in the main process: stop like Ctrl-C (finished work is kept).
+
+    The request is also recorded (:func:`coolcore.runs.request_interrupt`), so the
+    training loop stops at the next batch even if this exception is lost (CPython
+    discards exceptions raised while it runs a finaliser). The exit status is
+    128 + the signal number (130 for SIGINT, 143 for SIGTERM).
 
     Worker processes forked from it (the simulator's pool) inherit this handler;
     they go back to the default action, so that a pool shutting down its workers
     stays silent.
     """
     if os.getpid() != _MAIN_PID:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
         return
+    from coolcore.runs import request_interrupt
+
+    request_interrupt(signum)
     raise KeyboardInterrupt
 
 

@@ -80,6 +80,19 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _check_output_file(out: Path, *, force: bool) -> None:
+    """Refuse an --out file that exists (without --force) or cannot be created, before any work."""
+    if out.is_dir():
+        raise UsageError(f"{out}: is a folder; --out names the CSV file to write")
+    if out.exists() and not force:
+        raise UsageError(f"{out}: already exists; pass --force to overwrite it")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{out}: cannot create the file ({parent} is not a folder)")
+
+
 def _map_options(args) -> dict:
     if args.crop_px is not None and args.crop_kpc is not None:
         raise UsageError("--crop-px and --crop-kpc exclude each other: pick one")
@@ -90,8 +103,7 @@ def cmd_predict(args) -> int:
     from coolcore.inference import catalog_metrics, collect_inputs, load_model, write_predictions
 
     out = Path(args.out)
-    if out.exists() and not args.force:
-        raise UsageError(f"{out}: already exists; pass --force to overwrite it")
+    _check_output_file(out, force=args.force)
     options = _map_options(args)
     items = collect_inputs(args.inputs, args.catalog)
     model = load_model(args.model, device=args.device)

@@ -12,6 +12,7 @@ import copy
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,8 +29,19 @@ from coolcore.runs import (
     finish_run_dir,
     open_run_dir,
     prepare_run_dir,
+    raise_if_interrupted,
     versions,
 )
+
+
+@dataclass
+class Hardware:
+    """Where and how to train: Lightning's accelerator, devices, strategy, nodes."""
+
+    accelerator: str = "auto"
+    devices: int | str = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
 
 
 def _say(msg: str, quiet: bool = False) -> None:
@@ -48,15 +60,38 @@ def load_data(data: str | Path, cfg: dict, *, progress: bool = True):
     return load_dataset(catalog_path, pcfg, progress=progress)
 
 
-def make_folds(dataset, cfg: dict) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """The config's cluster-grouped stratified folds for a dataset."""
+def make_folds(
+    dataset, cfg: dict, source: str | Path | None = None
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The config's cluster-grouped stratified folds for a dataset.
+
+    ``source`` (DATA: the catalogue or its folder) prefixes the message of a data
+    set that cannot be split, e.g. a class with fewer clusters than folds.
+    """
+    from coolcore.errors import DataError
     from coolcore.splits import cluster_folds
 
     if (dataset.labels < 0).any():
         raise UsageError("cross-validation needs a label (or t_cool_gyr) for every image")
-    return cluster_folds(
-        dataset.cluster_ids, dataset.labels, n_folds=cfg["cv"]["folds"], seed=cfg["cv"]["seed"]
-    )
+    try:
+        return cluster_folds(
+            dataset.cluster_ids, dataset.labels, n_folds=cfg["cv"]["folds"], seed=cfg["cv"]["seed"]
+        )
+    except DataError as exc:
+        if source is None:
+            raise
+        raise DataError(f"{_catalog_of(source)}: {exc} (cv.folds={cfg['cv']['folds']})") from None
+
+
+def _catalog_of(data) -> Path:
+    """The catalogue that DATA names (DATA itself if it cannot be resolved)."""
+    from coolcore.errors import CoolcoreError
+    from coolcore.io import resolve_data
+
+    try:
+        return resolve_data(data)
+    except CoolcoreError:
+        return Path(data)
 
 
 def folds_frame(dataset, folds) -> pd.DataFrame:
@@ -106,8 +141,6 @@ def run_cv(
     -------
     The path of the run folder (``out`` when complete, ``out.partial`` otherwise).
     """
-    from coolcore.training import as_tensor_images, fit_fold, predictions_frame
-
     main_process = launched_rank() == 0
     if not main_process:  # a DDP worker started by Lightning or srun: rank 0 owns the folder
         resume, force, quiet = True, False, True
@@ -119,10 +152,18 @@ def run_cv(
         check_same_config(partial, cfg)
     if dataset is None:
         dataset = load_data(data, cfg, progress=progress)
-    folds = make_folds(dataset, cfg)
+    folds = make_folds(dataset, cfg, data)
     n_folds = len(folds)
     if fold is not None and not 0 <= fold < n_folds:
         raise UsageError(f"--fold {fold}: must lie in [0, {n_folds - 1}] for {n_folds} folds")
+    from coolcore.training import (
+        as_tensor_images,
+        checkpoint_epoch,
+        fit_fold,
+        predictions_frame,
+    )
+
+    check_model_and_hardware(cfg, hardware)
     if main_process:
         open_run_dir(final, partial, force=force)
         _write_run_record(partial, cfg, dataset, data, kind="cv")
@@ -132,12 +173,17 @@ def run_cv(
     todo = [fold] if fold is not None else list(range(n_folds))
     variant = cfg["model"]["variant"]
     for k in todo:
+        raise_if_interrupted()
         fold_dir = partial / f"fold_{k:02d}"
         if (fold_dir / "predictions.csv").is_file():
             _say(f"fold {k + 1}/{n_folds}: done before, kept", quiet)
             continue
         fold_dir.mkdir(parents=True, exist_ok=True)
-        _say(f"fold {k + 1}/{n_folds}: training {variant} ...", quiet)
+        last = fold_dir / "checkpoints" / "last.ckpt"
+        how = ""
+        if last.is_file():
+            how = f", resuming at epoch {checkpoint_epoch(last) + 2}/{cfg['train']['epochs']}"
+        _say(f"fold {k + 1}/{n_folds}: training {variant}{how} ...", quiet)
         t0 = time.perf_counter()
         result = fit_fold(
             images,
@@ -187,6 +233,39 @@ def run_cv(
         quiet,
     )
     return final
+
+
+def check_model_and_hardware(cfg: dict, hardware=None) -> None:
+    """Build the network once and check the hardware options, before anything is written.
+
+    A ``--weights`` file that is missing or does not fit, or ``--accelerator gpu``
+    without a GPU, is a :class:`~coolcore.errors.UsageError` while the run folder
+    is still untouched.
+    """
+    import torch
+
+    from coolcore.model import MultiBranchAttentionNet
+
+    keys = MultiBranchAttentionNet._CONFIG_KEYS
+    net = MultiBranchAttentionNet.from_config(
+        {k: v for k, v in {**cfg["model"], "num_classes": len(CLASS_NAMES)}.items() if k in keys}
+    )
+    if cfg["train"]["batch_size"] == 1:  # BatchNorm in training mode needs two values
+        size = cfg["preprocess"]["size"] or cfg["preprocess"]["crop"]
+        try:
+            with torch.no_grad():
+                net.train()(torch.rand(1, 1, size, size))
+        except ValueError as exc:
+            if "more than 1 value per channel" not in str(exc):
+                raise
+            raise UsageError(
+                f"config train.batch_size=1: with {size} px maps a batch of one leaves "
+                "BatchNorm a single value per channel; use a batch size of 2 or more"
+            ) from None
+    if hardware is not None and hardware != Hardware():  # the default needs no check
+        from coolcore.training import check_hardware
+
+        check_hardware(hardware)
 
 
 def launched_rank() -> int:
@@ -377,7 +456,8 @@ def run_ablation(
     if not force:
         check_same_config(partial, cfg)
     dataset = load_data(data, cfg, progress=progress)
-    folds = make_folds(dataset, cfg)
+    folds = make_folds(dataset, cfg, data)
+    check_model_and_hardware(cfg, hardware)
     open_run_dir(final, partial, force=force)
     _write_run_record(
         partial,

@@ -59,6 +59,7 @@ averaged over the fold models; ``baseline`` models give the whole input.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -1253,11 +1254,15 @@ def write_predictions(frame: pd.DataFrame, out: str | os.PathLike, *, force: boo
         raise UsageError(f"{out}: already exists; pass --force to overwrite it")
     if out.is_dir():
         raise UsageError(f"{out}: is a folder; --out names the CSV file to write")
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(tmp, index=False, float_format="%.6g")
         os.replace(tmp, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise UsageError(f"{out}: cannot write the file ({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

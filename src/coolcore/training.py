@@ -12,7 +12,6 @@ import copy
 import logging
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -25,8 +24,11 @@ from sklearn.metrics import f1_score
 from torch.utils.data import DataLoader, Sampler
 
 from coolcore import CLASS_NAMES
+from coolcore.errors import UsageError
+from coolcore.experiments import Hardware, launched_rank
 from coolcore.losses import class_weights, total_loss
 from coolcore.model import MultiBranchAttentionNet
+from coolcore.runs import atomic_write_text, raise_if_interrupted
 
 LOG_FILE = "metrics.csv"
 
@@ -91,8 +93,13 @@ class ClusterClassifier(pl.LightningModule):
         self._val_probs.clear()
         self._val_targets.clear()
         if self.trainer.world_size > 1:
-            probs = self.all_gather(probs).reshape(-1, probs.shape[-1])
-            targets = self.all_gather(targets).reshape(-1)
+            # Lightning's DistributedSampler (no shuffle) gives rank r the maps
+            # r, r + W, r + 2W ... of the validation set, padded at the end with
+            # repeats of the first maps so that every rank gets as many: put the
+            # gathered (W, m) results back in that order and drop the repeats.
+            n = len(self.trainer.val_dataloaders.dataset)
+            probs = self.all_gather(probs).transpose(0, 1).reshape(-1, probs.shape[-1])[:n]
+            targets = self.all_gather(targets).transpose(0, 1).reshape(-1)[:n]
         pred = probs.argmax(dim=1).cpu().numpy()
         f1 = f1_score(
             targets.cpu().numpy(), pred, labels=[0, 1, 2], average="macro", zero_division=0
@@ -152,7 +159,12 @@ class EpochSeededSampler(Sampler[int]):
 
 
 def make_loader(
-    images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, shuffle_seed: int | None
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    *,
+    shuffle_seed: int | None,
+    drop_last: bool = False,
 ) -> DataLoader:
     """A DataLoader over in-memory tensors; shuffled by epoch when a seed is given."""
     ds = InMemoryImages(images, labels)
@@ -162,24 +174,27 @@ def make_loader(
         batch_size=batch_size,
         sampler=sampler,
         shuffle=False,
+        drop_last=drop_last,
         collate_fn=_batch_as_is,
         pin_memory=torch.cuda.is_available(),
     )
 
 
+def drop_single_last_batch(n_train: int, batch_size: int, world_size: int = 1) -> bool:
+    """Whether each process's last training batch would hold a single map.
+
+    BatchNorm cannot normalise one value per channel in training mode (a batch of
+    one map whose feature map has shrunk to 1 x 1), so such a batch is dropped;
+    the shuffle changes every epoch, so a different map sits out each time. With
+    several processes each one gets ``ceil(n_train / world_size)`` maps.
+    """
+    per_process = -(-n_train // max(1, world_size))
+    return per_process % batch_size == 1
+
+
 def as_tensor_images(images: np.ndarray) -> torch.Tensor:
     """(N, S, S) float32 NumPy -> (N, 1, S, S) tensor sharing memory."""
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
-
-
-@dataclass
-class Hardware:
-    """Where and how to train: Lightning's accelerator, devices, strategy, nodes."""
-
-    accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
 
 
 def _precision(cfg: dict, accelerator: str) -> str:
@@ -188,6 +203,47 @@ def _precision(cfg: dict, accelerator: str) -> str:
         return "32-true" if p == "32" else p
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
     return "bf16-mixed" if on_gpu else "32-true"
+
+
+def check_hardware(hardware: Hardware | None) -> None:
+    """Check Lightning's hardware options before anything is written.
+
+    Builds (and drops) a Trainer with the options, so that ``--accelerator gpu``
+    on a machine without one, or ``--devices abc``, fails at once with a
+    :class:`~coolcore.errors.UsageError` instead of after the run folder exists.
+    """
+    hw = hardware or Hardware()
+    quiet_lightning()
+    try:
+        pl.Trainer(
+            accelerator=hw.accelerator,
+            devices=hw.devices,
+            strategy=hw.strategy,
+            num_nodes=hw.num_nodes,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+        )
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(
+            f"--accelerator {hw.accelerator} --devices {hw.devices} --strategy {hw.strategy} "
+            f"--num-nodes {hw.num_nodes}: not usable here ({first})"
+        ) from None
+
+
+class _StopWhenInterrupted(pl.Callback):
+    """Stop at the next batch if SIGINT/SIGTERM was received (see ``raise_if_interrupted``)."""
+
+    def on_train_batch_end(self, *args, **kwargs) -> None:
+        raise_if_interrupted()
+
+    def on_validation_batch_end(self, *args, **kwargs) -> None:
+        raise_if_interrupted()
+
+    def on_train_epoch_end(self, *args, **kwargs) -> None:
+        raise_if_interrupted()
 
 
 def quiet_lightning() -> None:
@@ -202,6 +258,7 @@ def quiet_lightning() -> None:
         ".*is deprecated.*",
         ".*sync_dist.*",
         ".*Checkpoint directory.*exists and is not empty.*",
+        ".*Experiment logs directory.*exists and is not empty.*",
         ".*GPU available but not used.*",
         ".*Trying to infer the `batch_size`.*",
         ".*treespec.*",
@@ -250,7 +307,6 @@ def fit_fold(
     y = torch.tensor(np.asarray(labels), dtype=torch.long)
     weight = class_weights(y[train_idx], num_classes=len(CLASS_NAMES)).tolist()
     module = ClusterClassifier(cfg, weight)
-    train_loader = make_loader(images[train_idx], y[train_idx], t["batch_size"], shuffle_seed=seed)
     val_loader = make_loader(
         images[val_idx], y[val_idx], max(t["batch_size"], 64), shuffle_seed=None
     )
@@ -271,7 +327,7 @@ def fit_fold(
     last_cb = ModelCheckpoint(
         dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
     )
-    callbacks = [best_cb, last_cb]
+    callbacks = [best_cb, last_cb, _StopWhenInterrupted()]
     if progress:
         callbacks.append(TQDMProgressBar(leave=False))
     trainer = pl.Trainer(
@@ -290,9 +346,27 @@ def fit_fold(
         log_every_n_steps=1,
         default_root_dir=str(fold_dir),
     )
+    train_loader = make_loader(
+        images[train_idx],
+        y[train_idx],
+        t["batch_size"],
+        shuffle_seed=seed,
+        drop_last=drop_single_last_batch(len(train_idx), t["batch_size"], trainer.world_size),
+    )
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if (resume and last.is_file()) else None
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    writes_log = launched_rank() == 0
+    if ckpt_path is not None and writes_log:
+        _keep_log_before_resume(Path(fold_dir), last)
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    except SystemExit:
+        # Lightning ends a run stopped by Ctrl-C / SIGTERM with sys.exit(1), after
+        # its graceful shutdown; let the caller report it as an interruption
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    raise_if_interrupted()
     if not trainer.is_global_zero:
         return None
     best_path = best_cb.best_model_path or last_cb.last_model_path or str(last)
@@ -309,7 +383,62 @@ def fit_fold(
     if not keep_checkpoint:
         Path(best_path).unlink(missing_ok=True)
     last.unlink(missing_ok=True)
+    if writes_log:
+        _merge_kept_log(Path(fold_dir))
     return probs, info
+
+
+KEPT_LOG_FILE = "metrics.before_resume.csv"
+
+
+def checkpoint_epoch(path: str | Path) -> int:
+    """The (0-based) epoch whose end a Lightning checkpoint of ours was saved at."""
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+def _read_log(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame({"epoch": pd.Series([], dtype=int)})
+
+
+def _join_logs(older: pd.DataFrame, newer: pd.DataFrame) -> pd.DataFrame:
+    """``older``'s rows before ``newer``'s first epoch, then ``newer``."""
+    if not len(newer):
+        return older
+    if not len(older):
+        return newer
+    return pd.concat([older[older["epoch"] < newer["epoch"].min()], newer], ignore_index=True)
+
+
+def _keep_log_before_resume(fold_dir: Path, last: Path) -> None:
+    """Save the CSV log of the finished epochs before Lightning's logger deletes it.
+
+    Lightning's CSVLogger removes an existing ``metrics.csv`` when it starts, so
+    on resume the rows of the epochs up to the checkpoint's are moved to
+    :data:`KEPT_LOG_FILE` (rows of the interrupted epoch are dropped: it is run
+    again), and :func:`_merge_kept_log` puts them back when the fold is done.
+    """
+    log = fold_dir / LOG_FILE
+    kept_path = fold_dir / KEPT_LOG_FILE
+    current = _read_log(log)
+    if not len(current):
+        return
+    done_epoch = checkpoint_epoch(last)
+    kept = _join_logs(_read_log(kept_path), current[current["epoch"] <= done_epoch])
+    atomic_write_text(kept_path, kept.to_csv(index=False))
+    log.unlink()
+
+
+def _merge_kept_log(fold_dir: Path) -> None:
+    """Prepend the rows kept by :func:`_keep_log_before_resume` to ``metrics.csv``."""
+    kept_path = fold_dir / KEPT_LOG_FILE
+    if not kept_path.is_file():
+        return
+    merged = _join_logs(_read_log(kept_path), _read_log(fold_dir / LOG_FILE))
+    atomic_write_text(fold_dir / LOG_FILE, merged.to_csv(index=False))
+    kept_path.unlink()
 
 
 def load_module(path: str | Path) -> ClusterClassifier:
