@@ -35,8 +35,11 @@ __all__ = [
     "class_activation_map",
     "crop_and_resize",
     "gaussian_heatmap",
+    "gaussian_profiles",
     "mask_boxes",
     "minmax_normalise",
+    "profile_boxes",
+    "threshold_profiles",
     "upsample_cam",
 ]
 
@@ -114,6 +117,35 @@ def brightest_pixel(images: Tensor, smooth: int = 0) -> tuple[Tensor, Tensor]:
     return flat_index % width, torch.div(flat_index, width, rounding_mode="floor")
 
 
+def gaussian_profiles(images: Tensor, lam: float, smooth: int = 0) -> tuple[Tensor, Tensor]:
+    """The two factors of the separable Gaussian heat map of :func:`gaussian_heatmap`.
+
+    ``gaussian_heatmap(images, lam, smooth)`` is exactly
+    ``rows[:, :, None] * cols[:, None, :]``.  Each factor reaches exactly 1 at
+    the centre row / column, so the heat map's largest value along row ``y`` is
+    exactly ``rows[:, y]`` (and along column ``x``, ``cols[:, x]``): a
+    threshold's bounding box needs only these vectors (see
+    :func:`profile_boxes`).
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        float32 ``rows`` (B, H) = ``exp(-(y - mu_y)^2 / (2 sigma_y^2))`` and
+        ``cols`` (B, W) = ``exp(-(x - mu_x)^2 / (2 sigma_x^2))``.
+    """
+    if not lam > 0:
+        raise UsageError(f"lam (the Gaussian's lambda) must be > 0, got {lam}")
+    mu_x, mu_y = brightest_pixel(images, smooth)
+    height, width = images.shape[1:]
+    sigma_x = width / math.sqrt(lam)
+    sigma_y = height / math.sqrt(lam)
+    cols = torch.arange(width, device=images.device, dtype=torch.float32)
+    rows = torch.arange(height, device=images.device, dtype=torch.float32)
+    dx2 = (cols[None, :] - mu_x[:, None].float()).square() / (2.0 * sigma_x**2)  # (B, W)
+    dy2 = (rows[None, :] - mu_y[:, None].float()).square() / (2.0 * sigma_y**2)  # (B, H)
+    return torch.exp(-dy2), torch.exp(-dx2)
+
+
 def gaussian_heatmap(images: Tensor, lam: float, smooth: int = 0) -> Tensor:
     """Gaussian heat map ``H2`` centred on each image's brightest pixel (paper eqs. 5-6).
 
@@ -136,18 +168,9 @@ def gaussian_heatmap(images: Tensor, lam: float, smooth: int = 0) -> Tensor:
     Tensor
         (B, H, W) float32 in (0, 1], exactly 1 at the centre pixel.
     """
-    if not lam > 0:
-        raise UsageError(f"lam (the Gaussian's lambda) must be > 0, got {lam}")
-    mu_x, mu_y = brightest_pixel(images, smooth)
-    height, width = images.shape[1:]
-    sigma_x = width / math.sqrt(lam)
-    sigma_y = height / math.sqrt(lam)
-    cols = torch.arange(width, device=images.device, dtype=torch.float32)
-    rows = torch.arange(height, device=images.device, dtype=torch.float32)
-    dx2 = (cols[None, :] - mu_x[:, None].float()).square() / (2.0 * sigma_x**2)  # (B, W)
-    dy2 = (rows[None, :] - mu_y[:, None].float()).square() / (2.0 * sigma_y**2)  # (B, H)
+    rows, cols = gaussian_profiles(images, lam, smooth)
     # Separable: exp(-(a + b)) = exp(-b) exp(-a) as an outer product per image.
-    return torch.exp(-dy2)[:, :, None] * torch.exp(-dx2)[:, None, :]
+    return rows[:, :, None] * cols[:, None, :]
 
 
 def minmax_normalise(maps: Tensor) -> Tensor:
@@ -169,6 +192,42 @@ def minmax_normalise(maps: Tensor) -> Tensor:
     safe = torch.where(span > 0, span, torch.ones_like(span))
     out = torch.where(span > 0, (flat - low) / safe, torch.zeros_like(flat))
     return out.view_as(maps)
+
+
+def threshold_profiles(maps: Tensor, tau: float) -> tuple[Tensor, Tensor]:
+    """Which rows and columns of ``minmax_normalise(maps) >= tau`` hold a True pixel.
+
+    The same as ``mask = minmax_normalise(maps) >= tau; mask.any(2), mask.any(1)``,
+    without building the normalised map or the mask: the normalisation
+    ``(m - min) / span`` is non-decreasing in ``m`` (also in floating point,
+    where rounding is monotone), so a row holds a pixel at or above ``tau``
+    exactly when its largest value, normalised the same way, does.
+
+    Parameters
+    ----------
+    maps : Tensor
+        (B, H, W).
+    tau : float
+        Threshold on the normalised map.
+
+    Returns
+    -------
+    (Tensor, Tensor)
+        Bool ``rows`` (B, H) and ``cols`` (B, W).
+    """
+    if maps.ndim != 3:
+        raise ValueError(f"maps must be (B, H, W), got shape {tuple(maps.shape)}")
+    flat = maps.flatten(1)
+    low, high = torch.aminmax(flat, dim=1, keepdim=True)
+    span = high - low
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+
+    def normalised(values: Tensor) -> Tensor:  # minmax_normalise's arithmetic, on (B, n)
+        return torch.where(span > 0, (values - low) / safe, torch.zeros_like(values))
+
+    rows = normalised(maps.amax(dim=2)) >= tau
+    cols = normalised(maps.amax(dim=1)) >= tau
+    return rows, cols
 
 
 def upsample_cam(cam: Tensor, size: int | tuple[int, int]) -> Tensor:
@@ -202,16 +261,43 @@ def mask_boxes(mask: Tensor) -> Tensor:
     if mask.ndim != 3:
         raise ValueError(f"mask must be (B, H, W), got shape {tuple(mask.shape)}")
     mask = mask.bool()
-    height, width = mask.shape[1:]
-    cols = mask.any(dim=1).to(torch.uint8)  # (B, W): column holds a True pixel
-    rows = mask.any(dim=2).to(torch.uint8)  # (B, H)
+    return profile_boxes(mask.any(dim=2), mask.any(dim=1))
+
+
+def profile_boxes(rows: Tensor, cols: Tensor) -> Tensor:
+    """Bounding boxes from a mask's row and column profiles.
+
+    ``profile_boxes(mask.any(2), mask.any(1)) == mask_boxes(mask)``.  The
+    profile of a union of masks is the union (``|``) of their profiles, so the
+    box of ``B1 | B2`` needs no (B, H, W) mask at all.
+
+    Parameters
+    ----------
+    rows : Tensor
+        Bool (B, H): row ``y`` holds a True pixel.
+    cols : Tensor
+        Bool (B, W): column ``x`` holds a True pixel.
+
+    Returns
+    -------
+    Tensor
+        Long (B, 4) ``(x0, y0, x1, y1)`` inclusive; the whole image where
+        ``cols`` has no True (an empty mask).
+    """
+    if rows.ndim != 2 or cols.ndim != 2 or rows.shape[0] != cols.shape[0]:
+        raise ValueError(
+            f"rows and cols must be (B, H) and (B, W), got {tuple(rows.shape)}, {tuple(cols.shape)}"
+        )
+    height, width = rows.shape[1], cols.shape[1]
+    cols = cols.to(torch.uint8)  # (B, W): column holds a True pixel
+    rows = rows.to(torch.uint8)  # (B, H)
     # argmax of a 0/1 vector is its first 1; on the flipped vector, its last 1.
     x0 = cols.argmax(dim=1)
     x1 = width - 1 - cols.flip(1).argmax(dim=1)
     y0 = rows.argmax(dim=1)
     y1 = height - 1 - rows.flip(1).argmax(dim=1)
     boxes = torch.stack([x0, y0, x1, y1], dim=1)
-    whole = torch.tensor([0, 0, width - 1, height - 1], device=mask.device)
+    whole = torch.tensor([0, 0, width - 1, height - 1], device=cols.device)
     empty = ~cols.bool().any(dim=1)
     return torch.where(empty[:, None], whole, boxes).long()
 
@@ -219,14 +305,21 @@ def mask_boxes(mask: Tensor) -> Tensor:
 def crop_and_resize(images: Tensor, boxes: Tensor, out_size: int | tuple[int, int]) -> Tensor:
     """Crop each image to its box and resize the crop, for the whole batch at once.
 
-    Implemented with :func:`torchvision.ops.roi_align`.  An inclusive pixel box
-    ``(x0, y0, x1, y1)`` is the continuous rectangle ``[x0, x1 + 1) x [y0, y1 + 1)``
-    (it covers those pixels completely); ``aligned=True`` puts pixel ``i``'s
-    centre at ``i + 0.5``.  ``sampling_ratio=0`` (adaptive): each output pixel
-    averages ``ceil(box_size / out_size)`` bilinear samples per axis, so
-    enlarging a crop (the usual case) is plain bilinear interpolation, a crop
-    the size of the output is copied exactly, and shrinking a large box
-    averages over each output pixel's area instead of aliasing.
+    The result is that of :func:`torchvision.ops.roi_align`.  An inclusive
+    pixel box ``(x0, y0, x1, y1)`` is the continuous rectangle
+    ``[x0, x1 + 1) x [y0, y1 + 1)`` (it covers those pixels completely);
+    ``aligned=True`` puts pixel ``i``'s centre at ``i + 0.5``.
+    ``sampling_ratio=0`` (adaptive): each output pixel averages
+    ``ceil(box_size / out_size)`` bilinear samples per axis, so enlarging a
+    crop (the usual case) is plain bilinear interpolation, a crop the size of
+    the output is copied exactly, and shrinking a large box averages over each
+    output pixel's area instead of aliasing.
+
+    On the CPU, when every box lies inside its image and none is larger than
+    the output (one sample per output pixel), the same bilinear samples are taken with
+    :func:`torch.nn.functional.grid_sample` (border clamping, as
+    ``roi_align``), which is vectorised and multi-threaded where the CPU
+    ``roi_align`` is neither; the two agree to float rounding.
 
     Parameters
     ----------
@@ -257,9 +350,46 @@ def crop_and_resize(images: Tensor, boxes: Tensor, out_size: int | tuple[int, in
     boxes = boxes.detach().to(device=images.device, dtype=work.dtype)
     # Inclusive pixel indices -> continuous corners (x0, y0) and (x1 + 1, y1 + 1).
     corners = boxes + torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device, dtype=boxes.dtype)
+    if images.device.type == "cpu" and len(boxes) > 0:
+        extent = corners[:, 2:] - corners[:, :2]  # (B, 2): box width, height
+        limit = torch.tensor([out_size[1], out_size[0]], dtype=extent.dtype)
+        image_wh = torch.tensor([images.shape[3], images.shape[2]], dtype=extent.dtype)
+        inside = (corners[:, :2] >= 0).all() and (corners[:, 2:] <= image_wh).all()
+        if bool(inside) and bool((extent <= limit).all()):
+            return _bilinear_crop(work, corners, out_size).to(dtype)
     index = torch.arange(images.shape[0], device=images.device, dtype=work.dtype)
     rois = torch.cat([index[:, None], corners], dim=1)  # (B, 5): batch index, box
     out = roi_align(
         work, rois, output_size=out_size, spatial_scale=1.0, sampling_ratio=0, aligned=True
     )
     return out.to(dtype)
+
+
+def _bilinear_crop(images: Tensor, corners: Tensor, out_size: tuple[int, int]) -> Tensor:
+    """``roi_align`` with one sample per output pixel, through ``grid_sample``.
+
+    Output pixel ``(i, j)`` of a box with corners ``(x0, y0)``, ``(x1, y1)``
+    samples the point ``x = x0 + (j + 0.5) (x1 - x0) / out_w - 0.5`` (pixel
+    index units, centres at integers), likewise ``y``; coordinates outside
+    ``[0, size - 1]`` are clamped to the border, as ``roi_align`` does for the
+    points a box of real pixels can reach.
+    """
+    out_h, out_w = out_size
+    height, width = images.shape[2:]
+    dtype, device = images.dtype, images.device
+    x0, y0, x1, y1 = corners.unbind(dim=1)
+    j = torch.arange(out_w, device=device, dtype=dtype) + 0.5
+    i = torch.arange(out_h, device=device, dtype=dtype) + 0.5
+    xs = x0[:, None] + j[None, :] * ((x1 - x0) / out_w)[:, None] - 0.5  # (B, out_w)
+    ys = y0[:, None] + i[None, :] * ((y1 - y0) / out_h)[:, None] - 0.5  # (B, out_h)
+    # grid_sample (align_corners=False) reads g in [-1, 1] as the pixel index ((g + 1) size - 1) / 2.
+    gx = (2.0 * xs + 1.0) / width - 1.0
+    gy = (2.0 * ys + 1.0) / height - 1.0
+    grid = torch.stack(
+        (
+            gx[:, None, :].expand(-1, out_h, -1),
+            gy[:, :, None].expand(-1, -1, out_w),
+        ),
+        dim=-1,
+    )  # (B, out_h, out_w, 2): (x, y)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -43,8 +43,11 @@ from coolcore.masks import (
     class_activation_map,
     crop_and_resize,
     gaussian_heatmap,
+    gaussian_profiles,
     mask_boxes,
     minmax_normalise,
+    profile_boxes,
+    threshold_profiles,
     upsample_cam,
 )
 
@@ -440,6 +443,33 @@ class MultiBranchAttentionNet(nn.Module):
             return mask_cam | mask_gauss
         return mask_cam & mask_gauss
 
+    def _boxes(self, grey: Tensor, cam: Tensor) -> Tensor:
+        """The crop boxes of the variant's mask B, for grey (B, H, W) and the raw CAM.
+
+        The box of B1, B2 or their union only needs each mask's row and column
+        profiles (:func:`coolcore.masks.threshold_profiles`,
+        :func:`coolcore.masks.gaussian_profiles`), never a (B, H, W) mask; the
+        intersection builds both masks.  The boxes are exactly those of
+        ``mask_boxes(self._combine(mask_cam, mask_gauss))``, as :meth:`explain`
+        computes them.
+        """
+        size = tuple(grey.shape[1:])
+        if self.uses_cam_mask and self.uses_gauss_mask and self.combine == "intersection":
+            mask_cam = minmax_normalise(upsample_cam(cam, size)) >= self.tau1
+            heat_gauss = gaussian_heatmap(grey, self.lam, smooth=self.center_smoothing)
+            return mask_boxes(mask_cam & (heat_gauss >= self.tau2))
+        rows = cols = None
+        if self.uses_cam_mask:
+            rows, cols = threshold_profiles(upsample_cam(cam, size), self.tau1)
+        if self.uses_gauss_mask:
+            # Each factor peaks at exactly 1, so the heat map's maximum along a
+            # row (column) is the row (column) factor itself.
+            heat_rows, heat_cols = gaussian_profiles(grey, self.lam, smooth=self.center_smoothing)
+            rows_g, cols_g = heat_rows >= self.tau2, heat_cols >= self.tau2
+            rows = rows_g if rows is None else rows | rows_g
+            cols = cols_g if cols is None else cols | cols_g
+        return profile_boxes(rows, cols)
+
     def _crop_size(self, x: Tensor) -> tuple[int, int]:
         if self.aux_size is None:
             return (x.shape[2], x.shape[3])
@@ -469,14 +499,7 @@ class MultiBranchAttentionNet(nn.Module):
         with torch.no_grad():  # the box is not differentiated
             grey = x[:, 0].detach().float()
             cam = self._cam(features, logits_p)
-            mask_cam = mask_gauss = None
-            if self.uses_cam_mask:
-                heat_cam = minmax_normalise(upsample_cam(cam, tuple(grey.shape[1:])))
-                mask_cam = heat_cam >= self.tau1
-            if self.uses_gauss_mask:
-                heat_gauss = gaussian_heatmap(grey, self.lam, smooth=self.center_smoothing)
-                mask_gauss = heat_gauss >= self.tau2
-            boxes = mask_boxes(self._combine(mask_cam, mask_gauss))
+            boxes = self._boxes(grey, cam)
         crop = crop_and_resize(x, boxes, self._crop_size(x))
         logits_a, logits_f = self._auxiliary(crop, pooled)
         return NetOutput(
