@@ -368,6 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     from coolcore.cli_inference import add_inference_commands
 
     add_inference_commands(sub)
+
+    from coolcore.cli_bench import add_bench_command
+
+    add_bench_command(sub)
     return parser
 
 
