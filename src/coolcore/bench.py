@@ -350,7 +350,9 @@ def bench_models(
     dict
         ``setting``; ``train_s`` and ``infer_s`` (median seconds per batch of
         each network); ``train_ratio`` and ``infer_ratio`` (the network over
-        the plain ResNet-18, median of per-round ratios); images per second.
+        the plain ResNet-18, median of per-round ratios); images per second;
+        ``rounds_s`` (every timed round); ``gflop_per_image``
+        (:func:`network_flops`).
     """
     device = torch.device(device)
     step_net, step_plain = _train_steps(setting, device)

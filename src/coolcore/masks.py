@@ -217,17 +217,19 @@ def threshold_profiles(maps: Tensor, tau: float) -> tuple[Tensor, Tensor]:
     """
     if maps.ndim != 3:
         raise ValueError(f"maps must be (B, H, W), got shape {tuple(maps.shape)}")
-    flat = maps.flatten(1)
-    low, high = torch.aminmax(flat, dim=1, keepdim=True)
+    # Two passes over the maps: per-row minimum and maximum, per-column maximum;
+    # the image's extremes are the extremes of the row extremes (exact).
+    row_min, row_max = torch.aminmax(maps, dim=2)  # (B, H)
+    col_max = maps.amax(dim=1)  # (B, W)
+    low = row_min.amin(dim=1, keepdim=True)
+    high = row_max.amax(dim=1, keepdim=True)
     span = high - low
     safe = torch.where(span > 0, span, torch.ones_like(span))
 
     def normalised(values: Tensor) -> Tensor:  # minmax_normalise's arithmetic, on (B, n)
         return torch.where(span > 0, (values - low) / safe, torch.zeros_like(values))
 
-    rows = normalised(maps.amax(dim=2)) >= tau
-    cols = normalised(maps.amax(dim=1)) >= tau
-    return rows, cols
+    return normalised(row_max) >= tau, normalised(col_max) >= tau
 
 
 def upsample_cam(cam: Tensor, size: int | tuple[int, int]) -> Tensor:

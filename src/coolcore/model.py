@@ -415,10 +415,20 @@ class MultiBranchAttentionNet(nn.Module):
     # ----------------------------------------------------------------- forward
     def _backbone_input(self, grey: Tensor) -> Tensor:
         """(B, 1, H, W) grey -> (B, 3, H, W) standardised, in the trunk's memory layout."""
-        x = (grey.expand(-1, 3, -1, -1) - self.input_mean) / self.input_std
-        if self.primary.conv1.weight.is_contiguous(memory_format=torch.channels_last):
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        expanded = grey.expand(-1, 3, -1, -1)
+        if not self.primary.conv1.weight.is_contiguous(memory_format=torch.channels_last):
+            return (expanded - self.input_mean) / self.input_std
+        if grey.requires_grad and torch.is_grad_enabled():  # out= does not record gradients
+            x = (expanded - self.input_mean) / self.input_std
+            return x.contiguous(memory_format=torch.channels_last)
+        # Write the difference straight into a channels-last tensor and divide in
+        # place: the same arithmetic as above in two passes instead of three.
+        dtype = torch.result_type(grey, self.input_mean)
+        x = torch.empty(
+            expanded.shape, dtype=dtype, device=grey.device, memory_format=torch.channels_last
+        )
+        torch.sub(expanded, self.input_mean, out=x)
+        return x.div_(self.input_std)
 
     def _primary(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Primary branch: feature map M, pooled V1 and logits z_p."""
