@@ -1,10 +1,12 @@
 """The command line: --help everywhere, one-line errors with the right exit status."""
 
+import argparse
 import subprocess
 import sys
 
 import pytest
 
+from coolcore import cli_args
 from coolcore.cli import build_parser, main
 
 
@@ -80,3 +82,36 @@ def test_bad_config_override_is_exit_2(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "train.epochz" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "parse, text, expected",
+    [
+        (cli_args.positive_int, "3", 3),
+        (cli_args.nonneg_int, "0", 0),
+        (cli_args.int_at_least(2), "2", 2),
+        (cli_args.positive_float, "0.5", 0.5),
+        (cli_args.class_mix, "0.2/0.5/0.3", (0.2, 0.5, 0.3)),
+    ],
+)
+def test_argument_types_accept(parse, text, expected):
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize(
+    "parse, text, needle",
+    [
+        (cli_args.positive_int, "0", "must be at least 1"),
+        (cli_args.positive_int, "1.5", "is not an integer"),
+        (cli_args.nonneg_int, "-1", "must not be negative"),
+        (cli_args.int_at_least(2), "1", "must be at least 2"),
+        (cli_args.positive_float, "0", "must be a positive number"),
+        (cli_args.positive_float, "inf", "must be a positive number"),
+        (cli_args.positive_float, "nan", "must be a positive number"),
+        (cli_args.positive_float, "x", "is not a number"),
+        (cli_args.class_mix, "0.1,0.9", "expected three numbers"),
+    ],
+)
+def test_argument_types_reject(parse, text, needle):
+    with pytest.raises(argparse.ArgumentTypeError, match=needle):
+        parse(text)

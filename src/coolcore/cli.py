@@ -14,52 +14,8 @@ import sys
 from pathlib import Path
 
 from coolcore import __version__
+from coolcore.cli_args import Parser, class_mix, formatter, nonneg_int, positive_int
 from coolcore.errors import CoolcoreError, UsageError
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error message (exit status 2)."""
-
-    def error(self, message: str):  # noqa: D401 - argparse API
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _formatter(prog):
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
-    return value
-
-
-def _nonneg_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must not be negative")
-    return value
-
-
-def _class_mix(text: str) -> tuple[float, float, float]:
-    parts = text.replace("/", ",").split(",")
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: expected three numbers like 0.1,0.6,0.3"
-        ) from None
-    if len(values) != 3:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected three numbers (CC,WCC,NCC)")
-    return values  # type: ignore[return-value]
-
 
 # ----------------------------------------------------------------------------- commands
 
@@ -125,52 +81,45 @@ def _load_cfg(args):
     return load_config(args.config, overrides)
 
 
-def _hardware(args):
+def _run_options(args) -> dict:
+    """The options ``cv`` and ``ablation`` share: resume/force, hardware, progress."""
     from coolcore.experiments import Hardware
 
     devices: int | str = args.devices
     if isinstance(devices, str) and devices.isdigit():
         devices = int(devices)
-    return Hardware(
+    hardware = Hardware(
         accelerator=args.accelerator,
         devices=devices,
         strategy=args.strategy,
         num_nodes=args.num_nodes,
     )
+    return {
+        "resume": args.resume,
+        "force": args.force,
+        "hardware": hardware,
+        "progress": not args.no_progress,
+    }
 
 
 def cmd_cv(args) -> int:
     from coolcore.experiments import run_cv
 
-    cfg = _load_cfg(args)
-    run_cv(
-        args.data,
-        cfg,
-        args.out,
-        fold=args.fold,
-        resume=args.resume,
-        force=args.force,
-        hardware=_hardware(args),
-        progress=not args.no_progress,
-    )
+    run_cv(args.data, _load_cfg(args), args.out, fold=args.fold, **_run_options(args))
     return 0
 
 
 def cmd_ablation(args) -> int:
     from coolcore.experiments import run_ablation
 
-    cfg = _load_cfg(args)
     run_ablation(
         args.data,
-        cfg,
+        _load_cfg(args),
         args.out,
         repeats=args.repeats,
         methods=args.methods,
         sweep=args.sweep,
-        resume=args.resume,
-        force=args.force,
-        hardware=_hardware(args),
-        progress=not args.no_progress,
+        **_run_options(args),
     )
     return 0
 
@@ -219,10 +168,10 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.epochs=5 (repeatable)",
     )
-    p.add_argument("--epochs", type=_positive_int, help="shortcut for --set train.epochs=N")
-    p.add_argument("--folds", type=_positive_int, help="shortcut for --set cv.folds=K")
+    p.add_argument("--epochs", type=positive_int, help="shortcut for --set train.epochs=N")
+    p.add_argument("--folds", type=positive_int, help="shortcut for --set cv.folds=K")
     p.add_argument(
-        "--seed", type=_nonneg_int, help="training seed (shortcut for --set train.seed=N)"
+        "--seed", type=nonneg_int, help="training seed (shortcut for --set train.seed=N)"
     )
     p.add_argument(
         "--weights",
@@ -245,14 +194,14 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
     hw.add_argument("--accelerator", default="auto", help="auto, cpu, gpu (default auto)")
     hw.add_argument("--devices", default="1", help="devices per node, e.g. 4 (default 1)")
     hw.add_argument("--strategy", default="auto", help="auto, ddp, ddp_spawn ... (default auto)")
-    hw.add_argument("--num-nodes", type=_positive_int, default=1, help="nodes, for multi-node DDP")
+    hw.add_argument("--num-nodes", type=positive_int, default=1, help="nodes, for multi-node DDP")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="coolcore",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description=(
             "Classify galaxy clusters as cool-core (CC), weak-cool-core (WCC) or non-cool-core (NCC)\n"
             "from X-ray maps with the multi-branch attention network of Zhang et al. (2020)."
@@ -260,12 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Start with `coolcore demo`, or `coolcore simulate data/` then `coolcore cv data/ --config cpu --out runs/cv`.",
     )
     parser.add_argument("--version", action="version", version=f"coolcore {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     p = sub.add_parser(
         "simulate",
         help="simulate cluster X-ray emissivity maps (the built-in sample)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Simulate X-ray emissivity maps of galaxy clusters from a physical gas model,\n"
         "labelled by their computed central cooling time; one FITS file per projection\n"
         "and a catalog.csv in OUT_DIR.",
@@ -274,25 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
         "out_dir", metavar="OUT_DIR", help="folder to write the FITS maps and catalog.csv"
     )
     p.add_argument(
-        "--clusters", type=_positive_int, default=318, help="number of clusters (default 318)"
+        "--clusters", type=positive_int, default=318, help="number of clusters (default 318)"
     )
     p.add_argument(
-        "--size", type=_positive_int, default=256, help="map size in pixels (default 256)"
+        "--size", type=positive_int, default=256, help="map size in pixels (default 256)"
     )
     p.add_argument(
         "--fov-kpc", type=float, default=1000.0, help="field of view in kpc (default 1000)"
     )
     p.add_argument(
         "--class-mix",
-        type=_class_mix,
+        type=class_mix,
         default=(0.1, 0.6, 0.3),
         metavar="CC,WCC,NCC",
         help="fractions of the three classes (default 0.1,0.6,0.3)",
     )
-    p.add_argument("--seed", type=_nonneg_int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="random seed (default 0)")
     p.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=min(2, os.cpu_count() or 1),
         help="processes (default: up to 2); the output does not depend on it",
     )
@@ -309,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "cv",
         help="cross-validate one variant (the paper's 10-fold protocol)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Train and test one variant on every cluster-grouped fold; writes RUN/ with\n"
         "predictions.csv, metrics.json, confusion_matrix.png and learning_curves.png.",
     )
@@ -321,20 +270,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--combine", choices=("union", "intersection"), help="how the two masks combine")
     p.add_argument(
-        "--fold", type=_nonneg_int, help="train only fold K (0-based), e.g. one job per fold"
+        "--fold", type=nonneg_int, help="train only fold K (0-based), e.g. one job per fold"
     )
     p.set_defaults(func=cmd_cv)
 
     p = sub.add_parser(
         "ablation",
         help="the paper's Table I: all variants and the concentration baselines",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Run the variants baseline, att, gauss, att+gauss, all and all (intersection), and\n"
         "the concentration baselines, on identical folds and seeds; writes RUN/table.md.",
     )
     _add_training_options(p)
     p.add_argument(
-        "--repeats", type=_positive_int, default=1, help="repeats with seeds seed..seed+R-1"
+        "--repeats", type=positive_int, default=1, help="repeats with seeds seed..seed+R-1"
     )
     p.add_argument(
         "--methods",
@@ -348,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="simulate a small sample and compare baseline with all (a few minutes)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="The whole path on a small simulated sample: simulate, cross-validate the\n"
         "baseline and the full network and the concentration baselines, print the table.",
     )
@@ -358,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the demo preset")
     p.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=min(2, os.cpu_count() or 1),
         help="simulation processes",
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from coolcore.cli_args import Parser, formatter, positive_int
 from coolcore.errors import CoolcoreError, UsageError
 
 __all__ = ["add_bench_command", "cmd_bench", "main"]
@@ -28,8 +29,6 @@ _DESCRIPTION = (
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    from coolcore.cli import _positive_int
-
     p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
     p.add_argument(
         "--quick",
@@ -38,7 +37,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--repeats",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         metavar="N",
         help="timed rounds per comparison (inference gets 2N; default 5)",
@@ -50,7 +49,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--gemm-size",
-        type=_positive_int,
+        type=positive_int,
         default=2048,
         metavar="N",
         help="side of the square fp32 matrix product (default 2048)",
@@ -109,12 +108,11 @@ def cmd_bench(args) -> int:
 
 def add_bench_command(subparsers) -> None:
     """Register ``bench`` on ``subparsers`` (what ``parser.add_subparsers(...)`` returned)."""
-    from coolcore.cli import _formatter
 
     p = subparsers.add_parser(
         "bench",
         help="measure speed and memory side by side (the network vs a plain ResNet-18)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description=_DESCRIPTION,
         epilog="Example: coolcore bench --json bench.json   (about 15 minutes on 2 cores; "
         "--quick: about 5)",
@@ -125,9 +123,8 @@ def add_bench_command(subparsers) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """``coolcore bench`` as a stand-alone program (for ``benchmarks/bench.py``)."""
-    from coolcore.cli import _formatter, _Parser
 
-    parser = _Parser(prog="bench", formatter_class=_formatter, description=_DESCRIPTION)
+    parser = Parser(prog="bench", formatter_class=formatter, description=_DESCRIPTION)
     _add_arguments(parser)
     args = parser.parse_args(argv)
     try:

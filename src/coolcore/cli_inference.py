@@ -13,43 +13,20 @@ import sys
 from pathlib import Path
 
 from coolcore import CLASS_NAMES
+from coolcore.cli_args import (
+    formatter,
+    int_at_least,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    stderr_printer,
+)
 from coolcore.errors import UsageError
 
 __all__ = ["add_inference_commands", "cmd_explain", "cmd_export", "cmd_predict", "cmd_report"]
 
 
-def _stderr(prefix: str):
-    def say(text: str) -> None:
-        print(f"{prefix}{text}", file=sys.stderr, flush=True)
-
-    return say
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
-    return value
-
-
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text} must be at least {low}")
-        return value
-
-    return parse
-
-
-_min1_int = _int_at_least(1)
-_min2_int = _int_at_least(2)
+_min2_int = int_at_least(2)
 
 
 def _print_metrics(metrics: dict, n: int) -> None:
@@ -111,8 +88,8 @@ def cmd_predict(args) -> int:
         items,
         batch_size=args.batch_size,
         progress=not args.no_progress,
-        on_warning=_stderr("coolcore predict: warning: "),
-        on_error=_stderr("coolcore predict: error: "),
+        on_warning=stderr_printer("coolcore predict: warning: "),
+        on_error=stderr_printer("coolcore predict: error: "),
         **options,
     )
     write_predictions(frame, out, force=args.force)
@@ -160,8 +137,8 @@ def cmd_explain(args) -> int:
         fold=args.fold,
         batch_size=args.batch_size,
         progress=not args.no_progress,
-        on_warning=_stderr("coolcore explain: warning: "),
-        on_error=_stderr("coolcore explain: error: "),
+        on_warning=stderr_printer("coolcore explain: warning: "),
+        on_error=stderr_printer("coolcore explain: error: "),
         **options,
     )
     failed = int((frame["error"] != "").sum())
@@ -194,13 +171,13 @@ def _add_map_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--crop-kpc",
-        type=_positive_float,
+        type=positive_float,
         metavar="X",
         help="central window of X kpc (needs the pixel scale)",
     )
     g.add_argument(
         "--pixel-kpc",
-        type=_positive_float,
+        type=positive_float,
         metavar="P",
         help="pixel scale of every map in kpc (default: catalogue pixel_kpc, header "
         "PIXKPC, or WCS + REDSHIFT)",
@@ -213,7 +190,7 @@ def _add_map_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--batch-size",
-        type=_min1_int,
+        type=positive_int,
         default=32,
         metavar="N",
         help="maps per forward pass (default 32)",
@@ -231,26 +208,25 @@ def add_inference_commands(sub) -> None:
     sub : argparse._SubParsersAction
         What ``parser.add_subparsers(...)`` returned in :func:`coolcore.cli.build_parser`.
     """
-    from coolcore.cli import _formatter, _nonneg_int, _positive_int
 
     p = sub.add_parser(
         "export",
         help="make a model folder from a cv run (all folds as an ensemble)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Write MODEL_DIR: model.json (config, variant, preprocessing, class names,\n"
         "training pixel scale, versions, SHA-256 of each weight file) and one\n"
         "fold_XX.safetensors per fold. Loading never unpickles code.",
     )
     p.add_argument("run", metavar="RUN", help="a finished cv run folder (or ABLATION/all/rep_00)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder to write")
-    p.add_argument("--fold", type=_nonneg_int, metavar="K", help="export only fold K's model")
+    p.add_argument("--fold", type=nonneg_int, metavar="K", help="export only fold K's model")
     p.add_argument("--force", action="store_true", help="replace an existing MODEL_DIR")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
         "predict",
         help="classify maps with a trained model (CSV of probabilities)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Classify maps (files, folders, or --catalog CSV) with MODEL_DIR's ensemble.\n"
         "Writes one row per map: file, image_id, p_CC, p_WCC, p_NCC, predicted,\n"
         "ordinal_score (sum_k k p_k), spread (std over folds of p of the predicted class),\n"
@@ -269,7 +245,7 @@ def add_inference_commands(sub) -> None:
     p = sub.add_parser(
         "explain",
         help="draw what the network looked at (CAM, Gaussian, mask, box, crop)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="With MODEL_DIR and maps: one six-panel PNG per map in DIR (input, CAM heat\n"
         "map, Gaussian heat map, mask and box, crop, class probabilities).\n"
         "With a cv (or ablation) RUN folder alone: DIR/grid.png, test images correct and\n"
@@ -282,13 +258,13 @@ def add_inference_commands(sub) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the PNGs")
     p.add_argument(
         "--fold",
-        type=_nonneg_int,
+        type=nonneg_int,
         metavar="K",
         help="draw the maps of fold K's model (default: the first)",
     )
     p.add_argument(
         "--per-class",
-        type=_positive_int,
+        type=positive_int,
         default=3,
         metavar="N",
         help="grid: correct and wrong images per class (default 3)",
@@ -299,7 +275,7 @@ def add_inference_commands(sub) -> None:
     p = sub.add_parser(
         "report",
         help="write RUN/report.md and RUN/report.html",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Markdown and self-contained HTML report of a cv or ablation run: results,\n"
         "confusion matrices, learning curves, explained examples, config, data, versions.",
     )
