@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,41 +29,13 @@ import pandas as pd
 import pytest
 import torch
 from astropy.io import fits
+from helpers import run_cli, tiny_args
 
-TINY = [
-    "--config",
-    "demo",
-    "--set",
-    "preprocess.crop=64",
-    "--set",
-    "preprocess.size=32",
-    "--set",
-    "model.aux_size=32",
-    "--set",
-    "train.batch_size=16",
-    "--epochs",
-    "1",
-    "--folds",
-    "3",
-    "--no-progress",
-]
+TINY = tiny_args(epochs=1, batch_size=16)
 MAP = "images/c0000_x.fits"  # the map the map cases break (row 1 of the catalogue)
 
 
 # --------------------------------------------------------------------------- helpers
-def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """``coolcore ARGS`` in a fresh interpreter (one thread: the CPU is shared)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(
-        [sys.executable, "-m", "coolcore.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def tree_digest(path: Path) -> dict[str, str] | None:
     """relative path -> SHA-256 of every file under ``path`` (None if it does not exist)."""
     if not path.exists():
@@ -103,14 +73,8 @@ def edit_catalog(data: Path, fn: Callable[[pd.DataFrame], pd.DataFrame]) -> None
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    from coolcore.simulate import simulate_sample
-
-    out = tmp_path_factory.mktemp("bad_inputs") / "data"
-    simulate_sample(
-        out, n_clusters=18, size=64, class_mix=(0.34, 0.33, 0.33), seed=3, progress=False
-    )
-    return out
+def sample(tiny_sample) -> Path:
+    return tiny_sample
 
 
 @pytest.fixture(scope="module")

@@ -5,39 +5,18 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import tiny_args
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from coolcore import CLASS_NAMES
 from coolcore.cli import main
 
-TINY = [
-    "--config",
-    "demo",
-    "--set",
-    "preprocess.crop=64",
-    "--set",
-    "preprocess.size=32",
-    "--set",
-    "model.aux_size=32",
-    "--set",
-    "train.batch_size=16",
-    "--epochs",
-    "1",
-    "--folds",
-    "3",
-    "--no-progress",
-]
+TINY = tiny_args(epochs=1, batch_size=16)
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory):
-    from coolcore.simulate import simulate_sample
-
-    out = tmp_path_factory.mktemp("tiny") / "data"
-    simulate_sample(
-        out, n_clusters=18, size=64, class_mix=(0.34, 0.33, 0.33), seed=3, progress=False
-    )
-    return out
+def sample(tiny_sample):
+    return tiny_sample
 
 
 @pytest.fixture(scope="module")

@@ -41,15 +41,14 @@ one process, with scikit-learn: it must be the logged value.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import run_cli, simulate_tiny
 from sklearn.metrics import f1_score
 
 COMMON = [
@@ -68,19 +67,11 @@ COMMON = [
     "--deterministic",
     "--no-progress",
 ]
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 PROBS = ["p_CC", "p_WCC", "p_NCC"]
 
 
 def coolcore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    res = subprocess.run(
-        [sys.executable, "-m", "coolcore.cli", *args],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    res = run_cli(*args, cwd=cwd)
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
     return res
@@ -88,14 +79,8 @@ def coolcore(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    from coolcore.simulate import simulate_sample
-
-    out = tmp_path_factory.mktemp("ddp") / "data"
     # 19 clusters: cross-validation parts of 18, 18 and 21 maps (one odd part)
-    simulate_sample(
-        out, n_clusters=19, size=64, class_mix=(0.34, 0.33, 0.33), seed=3, progress=False
-    )
-    return out
+    return simulate_tiny(tmp_path_factory.mktemp("ddp") / "data", n_clusters=19)
 
 
 @pytest.fixture(scope="module")

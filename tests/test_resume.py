@@ -22,43 +22,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from helpers import ONE_THREAD_ENV, cli_argv, tiny_args
 
-TINY = [
-    "--config",
-    "demo",
-    "--set",
-    "preprocess.crop=64",
-    "--set",
-    "preprocess.size=32",
-    "--set",
-    "model.aux_size=32",
-    "--set",
-    "train.batch_size=8",
-    "--folds",
-    "3",
-    "--epochs",
-    "3",
-    "--seed",
-    "5",
-    "--deterministic",
-    "--no-progress",
-]
-ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+TINY = [*tiny_args(epochs=3, batch_size=8), "--seed", "5", "--deterministic"]
+ENV = ONE_THREAD_ENV
 TIMEOUT_S = 900  # the CPU is shared: generous
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "coolcore.cli", *args]
+cli = cli_argv
 
 
 def run_to_end(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -100,14 +79,8 @@ def digest(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def sample(tmp_path_factory) -> Path:
-    from coolcore.simulate import simulate_sample
-
-    out = tmp_path_factory.mktemp("resume") / "data"
-    simulate_sample(
-        out, n_clusters=18, size=64, class_mix=(0.34, 0.33, 0.33), seed=3, progress=False
-    )
-    return out
+def sample(tiny_sample) -> Path:
+    return tiny_sample
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,60 @@
+"""What several test modules share: a tiny simulated sample, tiny training options,
+and the real command line run in a fresh interpreter."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# one thread per process: the tests run two workers on two cores
+ONE_THREAD_ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+
+
+def tiny_args(*, epochs: int = 1, batch_size: int = 16, folds: int = 3) -> list[str]:
+    """Training options for seconds-long runs: 64 px maps resized to 32 px, 3 folds."""
+    return [
+        "--config",
+        "demo",
+        "--set",
+        "preprocess.crop=64",
+        "--set",
+        "preprocess.size=32",
+        "--set",
+        "model.aux_size=32",
+        "--set",
+        f"train.batch_size={batch_size}",
+        "--epochs",
+        str(epochs),
+        "--folds",
+        str(folds),
+        "--no-progress",
+    ]
+
+
+def simulate_tiny(out: Path, n_clusters: int = 18) -> Path:
+    """3 x ``n_clusters`` maps of 64 px in equal class shares (seed 3)."""
+    from coolcore.simulate import simulate_sample
+
+    simulate_sample(
+        out, n_clusters=n_clusters, size=64, class_mix=(0.34, 0.33, 0.33), seed=3, progress=False
+    )
+    return out
+
+
+def cli_argv(*args: str) -> list[str]:
+    """``coolcore ARGS`` as an argv for a fresh interpreter."""
+    return [sys.executable, "-m", "coolcore.cli", *args]
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run ``coolcore ARGS`` in a fresh interpreter with one thread; capture the output."""
+    return subprocess.run(
+        cli_argv(*args),
+        cwd=cwd,
+        env=ONE_THREAD_ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
