@@ -181,7 +181,8 @@ def explain_maps(
     """
     import torch
 
-    from coolcore.inference import _as_inputs, _frame
+    from coolcore.inference import _PredictionTable
+    from coolcore.inputs import _as_inputs
 
     if fold is None:
         index = 0
@@ -195,12 +196,8 @@ def explain_maps(
         raise UsageError(f"{out_dir}: is a file; --out names the folder for the PNGs")
     out_dir.mkdir(parents=True, exist_ok=True)
     items = _as_inputs(images_or_paths, pixel_kpc)
-    n = len(items)
-    probs = np.full((n, len(CLASS_NAMES)), np.nan)
-    spread = np.full(n, np.nan)
-    boxes = np.full((n, 4), np.nan)
-    error = [""] * n
-    pngs = [""] * n
+    table = _PredictionTable(items)
+    pngs = [""] * len(items)
     used: set[str] = set()
     for start, prep, p, b in model._iter_batches(
         items,
@@ -214,19 +211,13 @@ def explain_maps(
         desc="explaining",
         stacklevel=4,
     ):
-        for i, text in prep.errors.items():
-            error[start + i] = text
-        if p is None:
+        added = table.add(start, prep, p, b)
+        if added is None:
             continue
+        mean, pred = added
         x = torch.from_numpy(prep.images)[:, None].to(model.device)
         with torch.inference_mode():
             ex = net.explain(x)
-        mean = p.mean(axis=0)
-        pred = mean.argmax(axis=1)
-        rows = start + np.asarray(prep.ok)
-        probs[rows] = mean
-        spread[rows] = p[:, np.arange(len(pred)), pred].std(axis=0)
-        boxes[rows] = b.mean(axis=0)
         for j, i in enumerate(prep.ok):
             item = items[start + i]
             name = _safe_name(item.image_id)
@@ -256,7 +247,7 @@ def explain_maps(
                 title=title,
             )
             pngs[start + i] = str(path)
-    frame = _frame(items, probs, spread, boxes, error)
+    frame = table.frame()
     frame["png"] = pngs
     frame.to_csv(out_dir / "explanations.csv", index=False, float_format="%.6g")
     return frame
@@ -285,7 +276,7 @@ def explain_map(model, image_or_path: Any, out_dir: str | os.PathLike, **kwargs:
 # --------------------------------------------------------------------------- run grid
 def _cv_run_for_grid(run: Path) -> Path:
     """The cv run to draw: ``run`` itself, or for an ablation the ``all`` method's first repeat."""
-    from coolcore.inference import _read_json
+    from coolcore.export import _read_json
 
     record = run / "run.json"
     if not record.is_file():
@@ -352,13 +343,13 @@ def explain_run(
     import torch
 
     from coolcore.experiments import load_data
-    from coolcore.inference import (
-        _build_net,
+    from coolcore.export import (
         _checkpoint_of,
         _network_config,
         _read_json,
         _state_from_checkpoint,
     )
+    from coolcore.inference import _build_net
 
     if per_class < 1:
         raise UsageError(f"--per-class {per_class}: must be at least 1")

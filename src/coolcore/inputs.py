@@ -1,0 +1,304 @@
+"""Maps to classify (files, folders, catalogues, arrays) and their pixel scale.
+
+Bringing a map to the model
+---------------------------
+The network was trained on ``crop`` x ``crop``-pixel central windows of maps
+with pixel scale ``p_train`` kpc (field of view ``F = crop * p_train`` kpc),
+resized to ``input_size``.  For a new map of pixel scale ``p`` the central
+window of ``N`` x ``N`` map pixels is cut out, preprocessed like the training
+maps (log, min-max) and resized to ``input_size``:
+
+1. ``crop_px=N`` (``--crop-px``): ``N`` as given.
+2. ``crop_kpc=X`` (``--crop-kpc``): ``N = round(X / p)``; needs ``p``.
+3. Otherwise, when both ``p`` and ``p_train`` are known: ``N = round(F / p)``,
+   the training field of view; else ``N = crop`` (the training window in pixels).
+
+``p`` comes from, in this order: ``pixel_kpc=`` (``--pixel-kpc``), the
+catalogue's ``pixel_kpc`` column, the header keyword ``PIXKPC``, or a FITS
+celestial WCS together with a ``REDSHIFT`` (or ``Z``) header keyword, converted
+with astropy's Planck18 cosmology.  A map whose ``p`` differs from ``p_train``
+by more than 20 % gets a one-line warning: the resize matches the field of view,
+not the resolution the network learned from.  A window larger than the map is
+an error for that map.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from coolcore.errors import CoolcoreError, ImageError, UsageError
+
+__all__ = ["MapInput", "collect_inputs", "input_window_px", "map_pixel_kpc"]
+
+_REDSHIFT_KEYS = ("REDSHIFT", "Z", "Z_CL", "ZCLUST")
+
+
+# --------------------------------------------------------------------------- inputs
+@dataclass
+class MapInput:
+    """One map to classify: a file, or an array already in memory.
+
+    Attributes
+    ----------
+    file : str
+        The path as given ("" for an array).
+    image_id : str
+        Identifier in the output (catalogue ``image_id``, else the file name without
+        its extension, else ``image_<i>``).
+    array : numpy.ndarray or None
+        The map, when it is not read from ``file``.
+    pixel_kpc : float or None
+        Pixel scale from a catalogue column or the caller.
+    cluster_id, label : str or None
+        From a catalogue, for metrics.
+    """
+
+    file: str
+    image_id: str
+    array: np.ndarray | None = None
+    pixel_kpc: float | None = None
+    cluster_id: str | None = None
+    label: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.file or self.image_id
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".gz", ".fz"):
+        if name.lower().endswith(suffix):
+            name = name[: -len(suffix)]
+    return Path(name).stem if "." in name else name
+
+
+def _folder_maps(folder: Path) -> list[Path]:
+    from coolcore.io import IMAGE_SUFFIXES
+
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in sorted(files):
+            if not f.startswith(".") and f.lower().endswith(IMAGE_SUFFIXES):
+                found.append(Path(root) / f)
+    return found
+
+
+def collect_inputs(
+    paths: Sequence[str | os.PathLike] = (), catalog: str | os.PathLike | None = None
+) -> list[MapInput]:
+    """The maps named on the command line: files, folders (searched recursively) and a catalogue.
+
+    A path that does not exist is kept: it becomes an error row when predicted.
+    A folder contributes every file with a known image extension
+    (:data:`coolcore.io.IMAGE_SUFFIXES`), sorted; hidden files and folders are skipped.
+
+    Raises
+    ------
+    coolcore.errors.UsageError
+        Nothing to predict, or a folder without maps.
+    coolcore.errors.CatalogError
+        An unreadable catalogue.
+    """
+    from coolcore.io import read_catalog
+
+    items: list[MapInput] = []
+    if catalog is not None:
+        df = read_catalog(catalog, require_labels=False, check_files=False)
+        pix = (
+            pd.to_numeric(df["pixel_kpc"], errors="coerce").to_numpy(dtype=float)
+            if "pixel_kpc" in df
+            else np.full(len(df), np.nan)
+        )
+        for row, p in zip(df.itertuples(index=False), pix, strict=True):
+            items.append(
+                MapInput(
+                    file=str(row.path),
+                    image_id=str(row.image_id),
+                    pixel_kpc=float(p) if np.isfinite(p) and p > 0 else None,
+                    cluster_id=str(row.cluster_id),
+                    label=row.label if isinstance(row.label, str) else None,
+                )
+            )
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            maps = _folder_maps(p)
+            if not maps:
+                raise UsageError(
+                    f"{p}: folder holds no maps (known extensions: .fits, .npy, .h5, .png ...)"
+                )
+            items.extend(MapInput(file=str(m), image_id=_stem(m)) for m in maps)
+        else:
+            items.append(MapInput(file=str(p), image_id=_stem(p)))
+    if not items:
+        raise UsageError("no maps given: pass files, folders or --catalog CSV")
+    return items
+
+
+def _as_inputs(images_or_paths: Any, pixel_kpc: float | None) -> list[MapInput]:
+    """Normalise the Python API's argument to MapInput records."""
+    if isinstance(images_or_paths, MapInput):
+        return [images_or_paths]
+    if isinstance(images_or_paths, str | os.PathLike):
+        p = Path(images_or_paths)
+        return collect_inputs([p]) if p.is_dir() else [MapInput(str(p), _stem(p))]
+    if isinstance(images_or_paths, np.ndarray):
+        arr = images_or_paths
+        if arr.ndim == 2:
+            arr = arr[None]
+        if arr.ndim != 3:
+            raise UsageError(
+                f"images: expected a 2-D map or an (N, H, W) stack, got shape {arr.shape}"
+            )
+        return [MapInput("", f"image_{i}", array=a, pixel_kpc=pixel_kpc) for i, a in enumerate(arr)]
+    out: list[MapInput] = []
+    for i, item in enumerate(images_or_paths):
+        if isinstance(item, MapInput):
+            out.append(item)
+        elif isinstance(item, str | os.PathLike):
+            p = Path(item)
+            out.extend(collect_inputs([p]) if p.is_dir() else [MapInput(str(p), _stem(p))])
+        else:
+            arr = np.asarray(item)
+            out.append(MapInput("", f"image_{i}", array=arr, pixel_kpc=pixel_kpc))
+    return out
+
+
+# ------------------------------------------------------------------ pixel scale
+def _wcs_pixel_kpc(path: Path) -> float | None:
+    """Pixel scale in kpc from a FITS celestial WCS and a redshift keyword (Planck18)."""
+    from astropy.io import fits
+
+    name = path.name.lower()
+    if not any(s in name for s in (".fits", ".fit", ".fts", ".fz")):
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with fits.open(path, ignore_missing_end=True, memmap=False) as hdul:
+                hdul.verify("silentfix+ignore")
+                hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
+                if hdu is None:
+                    return None
+                header = hdu.header.copy()
+        except Exception:
+            return None
+        z = None
+        for key in _REDSHIFT_KEYS:
+            try:
+                value = float(header[key])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if np.isfinite(value) and value > 0:
+                z = value
+                break
+        if z is None:
+            return None
+        try:
+            from astropy import units as u
+            from astropy.cosmology import Planck18
+            from astropy.wcs import WCS
+            from astropy.wcs.utils import proj_plane_pixel_scales
+
+            wcs = WCS(header).celestial
+            if wcs.naxis != 2:
+                return None
+            scale_deg = float(np.mean(proj_plane_pixel_scales(wcs)))
+            kpc_per_deg = Planck18.kpc_proper_per_arcmin(z).to(u.kpc / u.deg).value
+        except Exception:
+            return None
+    value = scale_deg * kpc_per_deg
+    return value if np.isfinite(value) and value > 0 else None
+
+
+def map_pixel_kpc(path: str | os.PathLike) -> float | None:
+    """A map file's pixel scale in kpc, from its header: ``PIXKPC``, else WCS + redshift.
+
+    The WCS route takes the mean of the two celestial axes' pixel scales
+    (degrees) and converts with :meth:`astropy.cosmology.Planck18.kpc_proper_per_arcmin`
+    at the header's ``REDSHIFT`` (or ``Z``, ``Z_CL``, ``ZCLUST``).  None when
+    neither is there.
+    """
+    return _header_scale_and_unit(Path(path))[0]
+
+
+def _header_scale_and_unit(path: Path) -> tuple[float | None, str | None]:
+    """Pixel scale in kpc (see :func:`map_pixel_kpc`) and ``BUNIT`` of a map file's header."""
+    from coolcore.io import image_header_info
+
+    try:
+        info = image_header_info(path)
+    except CoolcoreError:
+        return None, None
+    unit = info.get("bunit")
+    if info.get("pixel_kpc"):
+        return float(info["pixel_kpc"]), unit
+    return _wcs_pixel_kpc(path), unit
+
+
+def input_window_px(
+    shape: tuple[int, int],
+    map_pixel_kpc: float | None,
+    *,
+    model_crop_px: int,
+    model_pixel_kpc: float | None,
+    crop_px: int | None = None,
+    crop_kpc: float | None = None,
+    name: str = "",
+) -> int:
+    """Side ``N`` of the central window of a map that is brought to the model input.
+
+    See the module docstring for the rules.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        The map's (rows, columns).
+    map_pixel_kpc : float or None
+        The map's pixel scale in kpc.
+    model_crop_px, model_pixel_kpc
+        The training window in pixels and the training pixel scale (kpc, or None).
+    crop_px, crop_kpc
+        The user's choice (at most one).
+
+    Raises
+    ------
+    coolcore.errors.ImageError
+        ``crop_kpc`` without a pixel scale, or a window larger than the map.
+    """
+    prefix = f"{name}: " if name else ""
+    if crop_px is not None and crop_kpc is not None:
+        raise UsageError("--crop-px and --crop-kpc exclude each other: pick one")
+    if crop_px is not None:
+        n, how = int(crop_px), f"--crop-px {crop_px}"
+    elif crop_kpc is not None:
+        if not map_pixel_kpc:
+            raise ImageError(
+                f"{prefix}--crop-kpc needs the map's pixel scale: give --pixel-kpc, a catalogue "
+                "pixel_kpc column or the header keyword PIXKPC"
+            )
+        n, how = int(round(crop_kpc / map_pixel_kpc)), f"--crop-kpc {crop_kpc:g}"
+    elif map_pixel_kpc and model_pixel_kpc:
+        fov = model_crop_px * model_pixel_kpc
+        n = int(round(fov / map_pixel_kpc))
+        how = f"the training field of view {fov:g} kpc at {map_pixel_kpc:g} kpc/pixel"
+    else:
+        n, how = int(model_crop_px), "the training window in pixels"
+    if n < 2:
+        raise ImageError(f"{prefix}the window of {n} px ({how}) is too small")
+    if n > min(shape):
+        raise ImageError(
+            f"{prefix}map of {shape[0]} x {shape[1]} px is smaller than the {n} px window "
+            f"({how}); pass --crop-px N with N <= {min(shape)}"
+        )
+    return n
