@@ -266,3 +266,30 @@ def test_last_training_batch_never_holds_a_single_map(n, batch, world):
     kept = per_process - (1 if drop_single_last_batch(n, batch, world) else 0)
     sizes = [min(batch, kept - start) for start in range(0, kept, batch)]
     assert 1 not in sizes or sizes == [1] == [per_process]
+
+
+@settings(deadline=None, max_examples=30)
+@given(st.integers(2, 30), st.integers(1, 7), st.data())
+def test_loader_over_rows_gives_the_copied_subset(n, batch, data):
+    """make_loader(images, labels, rows=R) yields exactly the batches of a loader over
+    the copies images[R], labels[R], in the same shuffled order (no copy is made)."""
+    from coolcore.training import make_loader
+
+    rows = np.asarray(
+        data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n, unique=True))
+    )
+    images = torch.arange(n * 4, dtype=torch.float32).reshape(n, 1, 2, 2)
+    labels = torch.arange(n) % 3
+    seed = data.draw(st.integers(0, 3))
+    for shuffle_seed in (None, seed):
+        a = make_loader(images, labels, batch, shuffle_seed=shuffle_seed, rows=rows)
+        b = make_loader(images[rows], labels[rows], batch, shuffle_seed=shuffle_seed)
+        assert len(a.dataset) == len(rows)
+        for epoch in (0, 1):
+            if shuffle_seed is not None:
+                a.sampler.set_epoch(epoch)
+                b.sampler.set_epoch(epoch)
+            got, want = list(a), list(b)
+            assert len(got) == len(want)
+            for (xa, ya), (xb, yb) in zip(got, want, strict=True):
+                assert torch.equal(xa, xb) and torch.equal(ya, yb)

@@ -117,21 +117,29 @@ class InMemoryImages(torch.utils.data.Dataset):
     """Preprocessed maps held in one tensor; a batch is one fancy-indexing call.
 
     ``__getitems__`` hands the DataLoader a whole batch at once, so there is no
-    per-sample Python work and no file read in the training loop.
+    per-sample Python work and no file read in the training loop.  With ``rows``
+    the data set is those rows of ``images`` and ``labels`` (a fold's training
+    part, say) without copying them.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> None:
         self.images = images
         self.labels = labels
+        self.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.long)
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.labels) if self.rows is None else len(self.rows)
 
     def __getitem__(self, i: int):
-        return self.images[i], self.labels[i]
+        j = i if self.rows is None else int(self.rows[i])
+        return self.images[j], self.labels[j]
 
     def __getitems__(self, idx: list[int]):
         index = torch.as_tensor(idx, dtype=torch.long)
+        if self.rows is not None:
+            index = self.rows[index]
         return self.images[index], self.labels[index]
 
 
@@ -165,9 +173,11 @@ def make_loader(
     *,
     shuffle_seed: int | None,
     drop_last: bool = False,
+    rows: np.ndarray | torch.Tensor | None = None,
 ) -> DataLoader:
-    """A DataLoader over in-memory tensors; shuffled by epoch when a seed is given."""
-    ds = InMemoryImages(images, labels)
+    """A DataLoader over in-memory tensors (only ``rows`` of them if given, not copied);
+    shuffled by epoch when a seed is given."""
+    ds = InMemoryImages(images, labels, rows)
     sampler = EpochSeededSampler(len(ds), shuffle_seed) if shuffle_seed is not None else None
     return DataLoader(
         ds,
@@ -307,9 +317,7 @@ def fit_fold(
     y = torch.tensor(np.asarray(labels), dtype=torch.long)
     weight = class_weights(y[train_idx], num_classes=len(CLASS_NAMES)).tolist()
     module = ClusterClassifier(cfg, weight)
-    val_loader = make_loader(
-        images[val_idx], y[val_idx], max(t["batch_size"], 64), shuffle_seed=None
-    )
+    val_loader = make_loader(images, y, max(t["batch_size"], 64), shuffle_seed=None, rows=val_idx)
 
     ckpt_dir = Path(fold_dir) / "checkpoints"
     # best.ckpt keeps the weights only (a third of a full checkpoint with Adam's
@@ -347,11 +355,12 @@ def fit_fold(
         default_root_dir=str(fold_dir),
     )
     train_loader = make_loader(
-        images[train_idx],
-        y[train_idx],
+        images,
+        y,
         t["batch_size"],
         shuffle_seed=seed,
         drop_last=drop_single_last_batch(len(train_idx), t["batch_size"], trainer.world_size),
+        rows=train_idx,
     )
     last = ckpt_dir / "last.ckpt"
     ckpt_path = str(last) if (resume and last.is_file()) else None
