@@ -117,3 +117,11 @@ def test_ablation_table(sample, tmp_path, capsys):
         pred = pd.read_csv(run / method / "rep_00" / "predictions.csv", dtype={"image_id": str})
         assert (pred.set_index("image_id")["fold"] == folds.loc[pred["image_id"]].to_numpy()).all()
     assert "baseline" in capsys.readouterr().out
+    # the table is recomputed from the files the run folder keeps
+    from coolcore.evaluation import ablation_table
+    from coolcore.experiments import load_ablation_results
+
+    results = load_ablation_results(run)
+    assert list(results)[:2] == ["c_SB (literature)", "c_SB (fit)"]
+    assert list(results)[-2:] == ["baseline", "gauss"]
+    assert ablation_table(results) + "\n" == table

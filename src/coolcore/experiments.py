@@ -505,6 +505,40 @@ def run_ablation(
     return final
 
 
+CONCENTRATION_METHODS: tuple[str, ...] = ("c_SB (literature)", "c_SB (fit)", "c_scaled (fit)")
+"""The concentration baselines of an ablation, in table order."""
+
+
+def load_ablation_results(run: str | Path) -> dict[str, list[pd.DataFrame]]:
+    """``{method: [predictions per repeat]}`` read back from an ablation run folder
+    (finished or ``.partial``): the concentration baselines, then the networks in
+    run order, every repeat whose cross-validation has finished. ``ablation_table``
+    of it gives the run's ``table.md``."""
+    run = Path(run)
+    record_path = run / "run.json"
+    if not record_path.is_file():
+        raise UsageError(f"{run}: not an ablation run folder (no run.json)")
+    record = json.loads(record_path.read_text())
+    if record.get("kind") != "ablation":
+        raise UsageError(f"{run}: not an ablation run folder (kind {record.get('kind')!r})")
+
+    def read(path: Path) -> pd.DataFrame:
+        return pd.read_csv(path, dtype={"image_id": str, "cluster_id": str})
+
+    results: dict[str, list[pd.DataFrame]] = {}
+    if record.get("sweep") is None:
+        for name in CONCENTRATION_METHODS:
+            path = run / f"{_method_dir(name)}_predictions.csv"
+            if path.is_file():
+                results[name] = [read(path)]
+    for name in record.get("methods", []):
+        for r in range(int(record.get("repeats", 1))):
+            path = run / _method_dir(name) / f"rep_{r:02d}" / "predictions.csv"
+            if path.is_file():
+                results.setdefault(name, []).append(read(path))
+    return results
+
+
 def concentration_predictions(dataset, folds) -> dict[str, pd.DataFrame]:
     """The concentration classifiers on the same folds as the networks.
 
