@@ -1,0 +1,110 @@
+"""The README's ablation table: an ablation run beside the paper's Table I.
+
+Usage::
+
+    python benchmarks/ablation_readme.py results/ablation-cpu
+
+Reads the run folder's predictions (finished or ``.partial``; every repeat whose
+cross-validation finished), recomputes the numbers with
+:func:`coolcore.evaluation.ablation_summary` (the same as the run's ``table.md``)
+and prints one Markdown row per method: the paper's macro-F1 (Zhang et al. 2020,
+Table I: TNG300 maps, ImageNet initialisation, 10 folds), ours with its 95%
+cluster-bootstrap interval, the paired difference to ``baseline`` with its
+interval, per-class F1, the number of repeats behind the figure, and the wall
+time of the first repeat's cross-validation (the sum of its folds' ``seconds``).
+``tests/test_results.py`` checks that the README holds exactly this output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from coolcore import CLASS_NAMES
+from coolcore.evaluation import ablation_summary
+from coolcore.experiments import _method_dir, load_ablation_results
+
+PAPER_TABLE_I = {
+    "baseline": 0.803,
+    "att": 0.823,
+    "gauss": 0.813,
+    "att+gauss": 0.827,
+    "all": 0.830,
+}
+"""Macro-F1 of the paper's Table I (Zhang, Liang, Su & Jacobs 2020)."""
+
+
+def _mean_std(mean: float, std: float, n: int) -> str:
+    return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.3f}"
+
+
+def cv_minutes(run: Path, method: str) -> float | None:
+    """Wall time of ``method``'s first repeat: its folds' seconds summed, in minutes."""
+    folds = sorted((run / _method_dir(method) / "rep_00").glob("fold_*/fold.json"))
+    if not folds:
+        return None
+    return sum(json.loads(f.read_text())["seconds"] for f in folds) / 60
+
+
+def readme_table(run: Path) -> str:
+    summary = ablation_summary(load_ablation_results(run))
+    header = [
+        "method",
+        "paper (TNG300)",
+        "macro-F1 here",
+        "95% CI",
+        "Δ vs baseline [95% CI]",
+        *(f"F1 {c}" for c in CLASS_NAMES),
+        "repeats",
+        "cv time",
+    ]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, row in summary.iterrows():
+        n = int(row["n_repeats"])
+        paper = PAPER_TABLE_I.get(row["method"])
+        minutes = cv_minutes(run, row["method"])
+        if row["diff_vs_baseline"] != row["diff_vs_baseline"]:  # NaN: the baseline itself
+            diff = "–"
+        elif row["diff_ci_low"] != row["diff_ci_low"]:
+            diff = _signed(row["diff_vs_baseline"])
+        else:
+            diff = (
+                f"{_signed(row['diff_vs_baseline'])} "
+                f"[{_signed(row['diff_ci_low'])}, {_signed(row['diff_ci_high'])}]"
+            )
+        cells = [
+            str(row["method"]),
+            "–" if paper is None else f"{paper:.3f}",
+            _mean_std(row["macro_f1_mean"], row["macro_f1_std"], n),
+            f"{row['macro_f1_ci_low']:.3f}-{row['macro_f1_ci_high']:.3f}",
+            diff,
+            *(_mean_std(row[f"{c}_f1_mean"], row[f"{c}_f1_std"], n) for c in CLASS_NAMES),
+            str(n),
+            "–" if minutes is None else f"{minutes:.0f} min",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="an ablation run folder")
+    args = parser.parse_args(argv)
+    run = args.run
+    if not (run / "run.json").is_file() and Path(f"{run}.partial").is_dir():
+        run = Path(f"{run}.partial")
+    if not (run / "run.json").is_file():
+        print(f"ablation_readme: {args.run}: not an ablation run folder", file=sys.stderr)
+        return 2
+    print(readme_table(run))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
