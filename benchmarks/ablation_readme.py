@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from coolcore import CLASS_NAMES
-from coolcore.evaluation import ablation_summary
+from coolcore.evaluation import ablation_summary, difference_text
 from coolcore.experiments import _method_dir, load_ablation_results
 
 PAPER_TABLE_I = {
@@ -38,10 +38,6 @@ PAPER_TABLE_I = {
 
 def _mean_std(mean: float, std: float, n: int) -> str:
     return f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}"
-
-
-def _signed(x: float) -> str:
-    return f"{x:+.3f}"
 
 
 def cv_minutes(run: Path, method: str) -> float | None:
@@ -69,21 +65,12 @@ def readme_table(run: Path) -> str:
         n = int(row["n_repeats"])
         paper = PAPER_TABLE_I.get(row["method"])
         minutes = cv_minutes(run, row["method"])
-        if row["diff_vs_baseline"] != row["diff_vs_baseline"]:  # NaN: the baseline itself
-            diff = "–"
-        elif row["diff_ci_low"] != row["diff_ci_low"]:
-            diff = _signed(row["diff_vs_baseline"])
-        else:
-            diff = (
-                f"{_signed(row['diff_vs_baseline'])} "
-                f"[{_signed(row['diff_ci_low'])}, {_signed(row['diff_ci_high'])}]"
-            )
         cells = [
             str(row["method"]),
             "–" if paper is None else f"{paper:.3f}",
             _mean_std(row["macro_f1_mean"], row["macro_f1_std"], n),
             f"{row['macro_f1_ci_low']:.3f}-{row['macro_f1_ci_high']:.3f}",
-            diff,
+            difference_text(row, p_value=False),
             *(_mean_std(row[f"{c}_f1_mean"], row[f"{c}_f1_std"], n) for c in CLASS_NAMES),
             str(n),
             "–" if minutes is None else f"{minutes:.0f} min",

@@ -12,8 +12,10 @@ from pathlib import Path
 ONE_THREAD_ENV = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 
 
-def tiny_args(*, epochs: int = 1, batch_size: int = 16, folds: int = 3) -> list[str]:
-    """Training options for seconds-long runs: 64 px maps resized to 32 px, 3 folds."""
+def tiny_args(*, epochs: int = 1, batch_size: int | None = 16, folds: int = 3) -> list[str]:
+    """Training options for seconds-long runs: 64 px maps resized to 32 px, 3 folds
+    (``batch_size=None`` keeps the demo preset's)."""
+    batch = [] if batch_size is None else ["--set", f"train.batch_size={batch_size}"]
     return [
         "--config",
         "demo",
@@ -23,8 +25,7 @@ def tiny_args(*, epochs: int = 1, batch_size: int = 16, folds: int = 3) -> list[
         "preprocess.size=32",
         "--set",
         "model.aux_size=32",
-        "--set",
-        f"train.batch_size={batch_size}",
+        *batch,
         "--epochs",
         str(epochs),
         "--folds",

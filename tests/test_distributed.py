@@ -48,25 +48,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import run_cli, simulate_tiny
+from helpers import run_cli, simulate_tiny, tiny_args
 from sklearn.metrics import f1_score
 
-COMMON = [
-    "--config",
-    "demo",
-    "--set",
-    "preprocess.crop=64",
-    "--set",
-    "preprocess.size=32",
-    "--set",
-    "model.aux_size=32",
-    "--folds",
-    "3",
-    "--epochs",
-    "2",
-    "--deterministic",
-    "--no-progress",
-]
+COMMON = [*tiny_args(epochs=2, batch_size=None), "--deterministic"]
 PROBS = ["p_CC", "p_WCC", "p_NCC"]
 
 

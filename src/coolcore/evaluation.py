@@ -604,6 +604,20 @@ def _p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+def difference_text(row, *, p_value: bool = True) -> str:
+    """A summary row's paired difference to the baseline as text: ``+0.012 [-0.010,
+    +0.034], p = 0.140`` (``–`` for the baseline itself; no interval without one)."""
+    if np.isnan(row["diff_vs_baseline"]):
+        return "–"
+    if np.isnan(row["diff_ci_low"]):
+        return _signed(row["diff_vs_baseline"])
+    text = (
+        f"{_signed(row['diff_vs_baseline'])} "
+        f"[{_signed(row['diff_ci_low'])}, {_signed(row['diff_ci_high'])}]"
+    )
+    return f"{text}, {_p_text(row['diff_p_value'])}" if p_value else text
+
+
 def _signed(value: float, digits: int = 3) -> str:
     return f"{value:+.{digits}f}"
 
@@ -655,16 +669,7 @@ def ablation_table(
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, row in summary.iterrows():
         n = int(row["n_repeats"])
-        if np.isnan(row["diff_vs_baseline"]):
-            diff_text = "–"
-        elif np.isnan(row["diff_ci_low"]):
-            diff_text = _signed(row["diff_vs_baseline"])
-        else:
-            diff_text = (
-                f"{_signed(row['diff_vs_baseline'])} "
-                f"[{_signed(row['diff_ci_low'])}, {_signed(row['diff_ci_high'])}], "
-                f"{_p_text(row['diff_p_value'])}"
-            )
+        diff_text = difference_text(row)
         for k, name in enumerate(CLASS_NAMES):
             first = k == 0
             cells = [
