@@ -6,7 +6,7 @@ Usage::
 
 Reads the run folder's predictions (finished or ``.partial``; every repeat whose
 cross-validation finished), recomputes the numbers with
-:func:`coolcore.evaluation.ablation_summary` (the same as the run's ``table.md``)
+:func:`coolcore.evaluate.metrics.ablation_summary` (the same as the run's ``table.md``)
 and prints one Markdown row per method: the paper's macro-F1 (Zhang et al. 2020,
 Table I: TNG300 maps, ImageNet initialisation, 10 folds), ours with its 95%
 cluster-bootstrap interval, the paired difference to ``baseline`` with its
@@ -23,8 +23,8 @@ import sys
 from pathlib import Path
 
 from coolcore import CLASS_NAMES
-from coolcore.evaluation import ablation_summary, difference_text
-from coolcore.experiments import _method_dir, load_ablation_results
+from coolcore.evaluate.metrics import ablation_summary, difference_text
+from coolcore.train.experiments import _method_dir, load_ablation_results
 
 PAPER_TABLE_I = {
     "baseline": 0.803,

@@ -24,8 +24,8 @@ from astropy.io import fits
 from sklearn.metrics import f1_score
 
 from coolcore import CLASS_NAMES
-from coolcore.baselines import ConcentrationClassifier, concentration, scaled_concentration
-from coolcore.evaluation import compute_metrics
+from coolcore.evaluate.baselines import ConcentrationClassifier, concentration, scaled_concentration
+from coolcore.evaluate.metrics import compute_metrics
 
 
 def load_sample(data: Path) -> tuple[pd.DataFrame, np.ndarray]:

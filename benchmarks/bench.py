@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from coolcore.cli_bench import main
+from coolcore.cli.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

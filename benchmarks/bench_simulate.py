@@ -15,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from coolcore.simulate import simulate_sample
+from coolcore.sim.simulate import simulate_sample
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Time coolcore.simulate.simulate_sample.")
+    parser = argparse.ArgumentParser(description="Time coolcore.sim.simulate.simulate_sample.")
     parser.add_argument("--clusters", type=int, default=318, help="number of clusters (318)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
     parser.add_argument("--size", type=int, default=256, help="map size in pixels (256)")

@@ -36,7 +36,7 @@ def tiny_args(*, epochs: int = 1, batch_size: int | None = 16, folds: int = 3) -
 
 def simulate_tiny(out: Path, n_clusters: int = 18) -> Path:
     """3 x ``n_clusters`` maps of 64 px in equal class shares (seed 3)."""
-    from coolcore.simulate import simulate_sample
+    from coolcore.sim.simulate import simulate_sample
 
     simulate_sample(
         out, n_clusters=n_clusters, size=64, class_mix=(0.34, 0.33, 0.33), seed=3, progress=False
@@ -46,7 +46,7 @@ def simulate_tiny(out: Path, n_clusters: int = 18) -> Path:
 
 def cli_argv(*args: str) -> list[str]:
     """``coolcore ARGS`` as an argv for a fresh interpreter."""
-    return [sys.executable, "-m", "coolcore.cli", *args]
+    return [sys.executable, "-m", "coolcore.cli.main", *args]
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:

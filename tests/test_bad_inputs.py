@@ -1,7 +1,7 @@
 """Bad inputs (issue 6): every one ends with one line naming the input, the right
 exit status, no traceback and nothing half-written.
 
-Each case runs the real command line in a subprocess (``python -m coolcore.cli``)
+Each case runs the real command line in a subprocess (``python -m coolcore.cli.main``)
 and checks
 
 * the exit status: 2 for usage errors (arguments, configs, output paths), 1 for
@@ -80,8 +80,8 @@ def sample(tiny_sample) -> Path:
 @pytest.fixture(scope="module")
 def model_run(sample, tmp_path_factory) -> tuple[Path, Path]:
     """An unfinished cv run (fold 0 trained for one epoch) and fold 0's exported model."""
-    from coolcore.cli import main
-    from coolcore.inference import export_model
+    from coolcore.apps.inference import export_model
+    from coolcore.cli.main import main
 
     base = tmp_path_factory.mktemp("model")
     data = base / "data"

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from coolcore import baselines as bl
 from coolcore.errors import UsageError
+from coolcore.evaluate import baselines as bl
 
 
 def _count_centres_within(h: int, w: int, row: int, col: int, r_px: float) -> int:
@@ -150,7 +150,7 @@ def test_default_sample_calibration(tmp_path):
     than chance and clearly imperfect."""
     from astropy.io import fits
 
-    from coolcore.simulate import simulate_sample
+    from coolcore.sim.simulate import simulate_sample
 
     cat = simulate_sample(tmp_path, workers=2, progress=False)
     assert len(cat) == 954

@@ -20,8 +20,8 @@ import torch
 from torchvision.models import ResNet18_Weights
 from torchvision.ops import roi_align
 
-from coolcore import bench
-from coolcore.bench import (
+from coolcore.bench import suite as bench
+from coolcore.bench.suite import (
     Setting,
     bench_simulate,
     format_table,
@@ -33,9 +33,9 @@ from coolcore.bench import (
     time_interleaved,
     write_json,
 )
-from coolcore.cli_bench import main as bench_main
-from coolcore.masks import crop_and_resize, profile_boxes, threshold_profiles
-from coolcore.model import MultiBranchAttentionNet
+from coolcore.cli.bench import main as bench_main
+from coolcore.nn.masks import crop_and_resize, profile_boxes, threshold_profiles
+from coolcore.nn.model import MultiBranchAttentionNet
 
 TINY = (Setting("paper", 64, 2, None), Setting("cpu", 64, 2, 32))
 TOP_KEYS = (

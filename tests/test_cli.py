@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from coolcore import cli_args
-from coolcore.cli import build_parser, main
+from coolcore.cli import args as cli_args
+from coolcore.cli.main import build_parser, main
 
 
 def _subcommands():
@@ -34,7 +34,7 @@ def test_every_subcommand_has_help(command, capsys):
 
 
 def test_installed_entry_point_runs():
-    exe = [sys.executable, "-m", "coolcore.cli", "--version"]
+    exe = [sys.executable, "-m", "coolcore.cli.main", "--version"]
     res = subprocess.run(exe, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "coolcore" in res.stdout
 

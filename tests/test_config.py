@@ -2,8 +2,8 @@
 
 import pytest
 
-from coolcore.config import DEFAULTS, PRESETS, load_config
 from coolcore.errors import UsageError
+from coolcore.train.config import DEFAULTS, PRESETS, load_config
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -9,7 +9,7 @@ from helpers import tiny_args
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
 from coolcore import CLASS_NAMES
-from coolcore.cli import main
+from coolcore.cli.main import main
 
 TINY = tiny_args(epochs=1, batch_size=16)
 
@@ -118,8 +118,8 @@ def test_ablation_table(sample, tmp_path, capsys):
         assert (pred.set_index("image_id")["fold"] == folds.loc[pred["image_id"]].to_numpy()).all()
     assert "baseline" in capsys.readouterr().out
     # the table is recomputed from the files the run folder keeps
-    from coolcore.evaluation import ablation_table
-    from coolcore.experiments import load_ablation_results
+    from coolcore.evaluate.metrics import ablation_table
+    from coolcore.train.experiments import load_ablation_results
 
     results = load_ablation_results(run)
     assert list(results)[:2] == ["c_SB (literature)", "c_SB (fit)"]

@@ -1,4 +1,4 @@
-"""Tests of coolcore.evaluation against scikit-learn, hand calculations and brute force."""
+"""Tests of coolcore.evaluate.metrics against scikit-learn, hand calculations and brute force."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from sklearn.metrics import (
 
 from coolcore import CLASS_NAMES
 from coolcore.errors import DataError, UsageError
-from coolcore.evaluation import (
+from coolcore.evaluate.metrics import (
     ablation_summary,
     ablation_table,
     compute_metrics,

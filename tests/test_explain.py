@@ -24,7 +24,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(built):
-    from coolcore.inference import load_model
+    from coolcore.apps.inference import load_model
 
     return load_model(built["model"], device="cpu")
 
@@ -38,7 +38,7 @@ def light_copy(run: Path, dst: Path) -> Path:
 
 
 def test_one_png_per_map_and_error_rows(model, built, tmp_path):
-    from coolcore.explain import explain_maps
+    from coolcore.apps.explain import explain_maps
 
     good = sorted(built["data"].glob("*.fits"))[:2]
     bad = tmp_path / "bad.npy"
@@ -62,7 +62,7 @@ def test_one_png_per_map_and_error_rows(model, built, tmp_path):
 
 
 def test_explain_chooses_the_fold_model(model, built, tmp_path):
-    from coolcore.explain import explain_maps
+    from coolcore.apps.explain import explain_maps
 
     f = sorted(built["data"].glob("*.fits"))[:1]
     explain_maps(model, f, tmp_path / "k2", fold=2)
@@ -71,9 +71,9 @@ def test_explain_chooses_the_fold_model(model, built, tmp_path):
 
 
 def test_baseline_model_has_no_crop_and_whole_box(model, tmp_path):
-    from coolcore.explain import explain_maps
-    from coolcore.inference import TrainedModel
-    from coolcore.model import MultiBranchAttentionNet
+    from coolcore.apps.explain import explain_maps
+    from coolcore.apps.inference import TrainedModel
+    from coolcore.nn.model import MultiBranchAttentionNet
 
     meta = json.loads(json.dumps(model.meta))
     meta["variant"] = "baseline"
@@ -90,7 +90,7 @@ def test_baseline_model_has_no_crop_and_whole_box(model, tmp_path):
 
 
 def test_plot_explanation_draws_given_arrays(tmp_path):
-    from coolcore.explain import plot_explanation
+    from coolcore.apps.explain import plot_explanation
 
     s = 32
     yy, xx = np.mgrid[:s, :s]
@@ -110,7 +110,7 @@ def test_plot_explanation_draws_given_arrays(tmp_path):
 
 
 def test_run_grid_uses_the_fold_that_tested_each_image(built, tmp_path):
-    from coolcore.explain import explain_run
+    from coolcore.apps.explain import explain_run
 
     run = light_copy(built["run"], tmp_path / "run")
     png = explain_run(run, per_class=2)
@@ -135,7 +135,7 @@ def test_run_grid_uses_the_fold_that_tested_each_image(built, tmp_path):
 
 
 def test_run_grid_errors(built, tmp_path):
-    from coolcore.explain import explain_run
+    from coolcore.apps.explain import explain_run
 
     with pytest.raises(UsageError, match="not a run folder"):
         explain_run(tmp_path)
@@ -148,7 +148,7 @@ def test_run_grid_errors(built, tmp_path):
 
 
 def test_ablation_grid_draws_its_all_method(built, tmp_path):
-    from coolcore.explain import explain_run
+    from coolcore.apps.explain import explain_run
 
     abl = tmp_path / "abl"
     abl.mkdir()

@@ -2,7 +2,7 @@
 
 The fixture is a small cv run built the way ``coolcore cv`` lays it out (run.json
 by the real record writer, Lightning-style checkpoints, per-fold predictions from
-``coolcore.training.predict_probs``, merged by ``finalise_cv``) with untrained
+``coolcore.train.training.predict_probs``, merged by ``finalise_cv``) with untrained
 64-pixel networks, so it takes seconds.  Other test files import
 :func:`trained_run` and :func:`run_cli` from here.
 """
@@ -81,16 +81,16 @@ def _write_data(folder: Path) -> Path:
 
 def _write_run(data: Path, run: Path) -> None:
     """A finished cv run folder with untrained (but input-sensitive) fold networks."""
-    from coolcore.config import load_config
-    from coolcore.experiments import (
+    from coolcore.runs.folder import atomic_write_csv, atomic_write_json
+    from coolcore.train.config import load_config
+    from coolcore.train.experiments import (
         _write_run_record,
         finalise_cv,
         folds_frame,
         load_data,
         make_folds,
     )
-    from coolcore.runs import atomic_write_csv, atomic_write_json
-    from coolcore.training import (
+    from coolcore.train.training import (
         ClusterClassifier,
         as_tensor_images,
         predict_probs,
@@ -153,7 +153,7 @@ def _write_run(data: Path, run: Path) -> None:
 def trained_run(base: Path) -> dict:
     """Build (once per process) the data folder, the cv run and its exported model."""
     if "run" not in _CACHE:
-        from coolcore.inference import export_model
+        from coolcore.apps.inference import export_model
 
         data = _write_data(base / "data")
         run = base / "run"
@@ -164,9 +164,9 @@ def trained_run(base: Path) -> dict:
 
 
 def run_cli(argv: list[str]) -> int:
-    """``coolcore.cli.main`` with the inference commands registered (until cli.py wires them)."""
-    from coolcore import cli
-    from coolcore.cli_inference import add_inference_commands
+    """``coolcore.cli.main.main`` with the inference commands registered (until cli.py wires them)."""
+    from coolcore.cli import main as cli
+    from coolcore.cli.inference import add_inference_commands
 
     original = cli.build_parser
 
@@ -185,7 +185,7 @@ def run_cli(argv: list[str]) -> int:
 
 
 def _registered() -> bool:
-    from coolcore.cli import build_parser
+    from coolcore.cli.main import build_parser
 
     parser = build_parser()
     sub = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
@@ -199,7 +199,7 @@ def built(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def model(built):
-    from coolcore.inference import load_model
+    from coolcore.apps.inference import load_model
 
     return load_model(built["model"], device="cpu")
 
@@ -207,7 +207,7 @@ def model(built):
 @pytest.fixture(scope="session")
 def fold_nets(built):
     """The fold networks read straight from the Lightning checkpoints (the training path)."""
-    from coolcore.training import load_module
+    from coolcore.train.training import load_module
 
     return [
         load_module(built["run"] / f"fold_{k:02d}" / "checkpoints" / "best.ckpt").net.eval()
@@ -217,7 +217,7 @@ def fold_nets(built):
 
 def reference_predict(nets, image: np.ndarray, window: int):
     """Independent pipeline: centre crop + preprocess_image + each fold net, by hand."""
-    from coolcore.preprocess import PreprocessConfig, preprocess_image
+    from coolcore.data.preprocess import PreprocessConfig, preprocess_image
 
     x = preprocess_image(image, PreprocessConfig(crop=window, size=SIZE))
     t = torch.from_numpy(x)[None, None]
@@ -272,7 +272,7 @@ def test_exported_tensors_equal_the_checkpoint(built):
 
 
 def test_export_one_fold_and_refusals(built, tmp_path):
-    from coolcore.inference import export_model, load_model
+    from coolcore.apps.inference import export_model, load_model
 
     one = export_model(built["run"], tmp_path / "m1", fold=2)
     assert json.loads((one / "model.json").read_text())["folds"] == [2]
@@ -295,9 +295,9 @@ def test_export_one_fold_and_refusals(built, tmp_path):
 
 def test_dataset_scaling_records_the_training_log_range(built, tmp_path):
     """log_range = min and max of the floored log of every training map's central crop."""
-    from coolcore.config import load_config
-    from coolcore.experiments import load_data
-    from coolcore.inference import export_model, load_model
+    from coolcore.apps.inference import export_model, load_model
+    from coolcore.train.config import load_config
+    from coolcore.train.experiments import load_data
 
     run = tmp_path / "run"
     shutil.copytree(built["run"], run, ignore=shutil.ignore_patterns("fold_0[12]", "checkpoints"))
@@ -329,7 +329,7 @@ def test_dataset_scaling_records_the_training_log_range(built, tmp_path):
 
 # --------------------------------------------------------------------------- loading safely
 def test_loading_never_unpickles(built, monkeypatch):
-    from coolcore import inference
+    from coolcore.apps import inference
 
     def refuse(*args, **kwargs):
         raise AssertionError("torch.load must not be called for a model folder")
@@ -357,7 +357,7 @@ def _copy_model(built, tmp_path) -> Path:
 
 
 def test_tampered_truncated_missing_weights_are_refused(built, tmp_path):
-    from coolcore.inference import load_model
+    from coolcore.apps.inference import load_model
 
     m = _copy_model(built, tmp_path)
     f = m / "fold_01.safetensors"
@@ -381,7 +381,7 @@ def test_corrupt_safetensors_with_matching_hash_is_refused(built, tmp_path):
     """Someone rewrote model.json to match a broken file: the reader still refuses it."""
     from safetensors.torch import save_file
 
-    from coolcore.inference import load_model
+    from coolcore.apps.inference import load_model
 
     m = _copy_model(built, tmp_path)
     meta = json.loads((m / "model.json").read_text())
@@ -400,7 +400,7 @@ def test_corrupt_safetensors_with_matching_hash_is_refused(built, tmp_path):
 
 
 def test_bad_model_json(built, tmp_path):
-    from coolcore.inference import load_model
+    from coolcore.apps.inference import load_model
 
     m = _copy_model(built, tmp_path)
     meta = json.loads((m / "model.json").read_text())
@@ -420,7 +420,7 @@ def test_bad_model_json(built, tmp_path):
 # --------------------------------------------------------------------------- predictions
 def test_fold_model_reproduces_the_runs_test_predictions(built, tmp_path):
     """Inference path (files -> window -> safetensors) == training path (cache -> checkpoint)."""
-    from coolcore.inference import collect_inputs, export_model, load_model
+    from coolcore.apps.inference import collect_inputs, export_model, load_model
 
     run_preds = pd.read_csv(built["run"] / "predictions.csv", dtype={"image_id": str})
     catalog = built["data"] / "catalog.csv"
@@ -535,7 +535,7 @@ def test_every_format_of_one_map_gives_the_same_prediction(model, tmp_path):
 
 
 def test_window_rules_by_hand():
-    from coolcore.inference import input_window_px
+    from coolcore.apps.inference import input_window_px
 
     kw = {"model_crop_px": 96, "model_pixel_kpc": 10.0}
     assert input_window_px((1024, 1024), 5.0, **kw) == 192  # 960 kpc / 5 kpc
@@ -578,7 +578,7 @@ def test_pixel_scale_from_wcs_and_redshift(tmp_path):
     from astropy import units as u
     from astropy.cosmology import Planck18
 
-    from coolcore.inference import map_pixel_kpc
+    from coolcore.apps.inference import map_pixel_kpc
 
     h = fits.Header()
     h.update(
@@ -756,7 +756,7 @@ def test_cli_predict_failures_exit_1_with_summary(built, tmp_path, capsys):
 @pytest.mark.skipif(not _registered(), reason="cli.py does not register `predict` yet")
 def test_predict_help_from_the_installed_command():
     exe = Path(sys.executable).with_name("coolcore")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "coolcore.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "coolcore.cli.main"]
     out = subprocess.run([*cmd, "predict", "--help"], capture_output=True, text=True, check=True)
     assert "--crop-kpc" in out.stdout and "ordinal_score" in out.stdout
 
@@ -764,9 +764,9 @@ def test_predict_help_from_the_installed_command():
 @pytest.mark.slow
 def test_real_cv_run_exports_and_predicts(tmp_path):
     """The whole path with real training: coolcore cv (1 epoch) -> export -> predict."""
-    from coolcore.config import load_config
-    from coolcore.experiments import run_cv
-    from coolcore.inference import collect_inputs, export_model, load_model
+    from coolcore.apps.inference import collect_inputs, export_model, load_model
+    from coolcore.train.config import load_config
+    from coolcore.train.experiments import run_cv
 
     data = _write_data(tmp_path / "data")
     run = run_cv(data, load_config("demo", OVERRIDES), tmp_path / "run", progress=False, quiet=True)

@@ -1,4 +1,4 @@
-"""Tests of coolcore.io: maps in every format, catalogues, and every error path."""
+"""Tests of coolcore.data.io: maps in every format, catalogues, and every error path."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-from coolcore import io as cio
+from coolcore.data import io as cio
 from coolcore.errors import CatalogError, ImageError, UsageError
 
 RNG = np.random.default_rng(12345)

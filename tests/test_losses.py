@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import energy_distance
 
-from coolcore.losses import class_weights, cramer_distance, total_loss, weighted_cross_entropy
+from coolcore.nn.losses import class_weights, cramer_distance, total_loss, weighted_cross_entropy
 
 
 # ------------------------------------------------------------------ class weights

@@ -11,7 +11,7 @@ from scipy.stats import multivariate_normal
 from torchvision.models import resnet18
 
 from coolcore.errors import UsageError
-from coolcore.masks import (
+from coolcore.nn.masks import (
     brightest_pixel,
     class_activation_map,
     crop_and_resize,

@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 from torchvision.models import resnet18
 
 from coolcore.errors import UsageError
-from coolcore.losses import class_weights, total_loss
-from coolcore.model import VARIANTS, MultiBranchAttentionNet, build_resnet18
+from coolcore.nn.losses import class_weights, total_loss
+from coolcore.nn.model import VARIANTS, MultiBranchAttentionNet, build_resnet18
 
 
 def _images(batch: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Tests of coolcore.physics against hand evaluations, analytic integrals and ACCEPT."""
+"""Tests of coolcore.sim.physics against hand evaluations, analytic integrals and ACCEPT."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coolcore import physics as ph
+from coolcore.sim import physics as ph
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ACCEPT_CSV = REPO_ROOT.parent / "shared/data/accept/accept_catalog.csv"

@@ -1,4 +1,4 @@
-"""Tests of coolcore.plots: every figure is a readable PNG of a sensible size."""
+"""Tests of coolcore.evaluate.plots: every figure is a readable PNG of a sensible size."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from PIL import Image
 
 from coolcore import CLASS_NAMES
 from coolcore.errors import DataError
-from coolcore.evaluation import ablation_summary, compute_metrics
-from coolcore.plots import plot_ablation, plot_confusion_matrix, plot_learning_curves
+from coolcore.evaluate.metrics import ablation_summary, compute_metrics
+from coolcore.evaluate.plots import plot_ablation, plot_confusion_matrix, plot_learning_curves
 
 
 def _check_png(path, min_side: int = 200) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests of coolcore.preprocess against hand-computed values, Pillow, and the cache rules."""
+"""Tests of coolcore.data.preprocess against hand-computed values, Pillow, and the cache rules."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import coolcore.io as cio
-from coolcore.errors import ImageError, UsageError
-from coolcore.preprocess import (
+import coolcore.data.io as cio
+from coolcore.data.preprocess import (
     PreprocessConfig,
     crop_image,
     load_dataset,
@@ -24,6 +23,7 @@ from coolcore.preprocess import (
     preprocess_image,
     resize_batch,
 )
+from coolcore.errors import ImageError, UsageError
 
 RNG = np.random.default_rng(7)
 E = np.e

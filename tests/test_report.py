@@ -28,7 +28,7 @@ def _embedded_images(html_text: str) -> list[bytes]:
 
 
 def test_cv_report_numbers_figures_and_sections(built, tmp_path):
-    from coolcore.report import write_report
+    from coolcore.apps.report import write_report
 
     run = light_copy(built["run"], tmp_path / "run")
     md_path = write_report(run)
@@ -76,7 +76,7 @@ def test_cv_report_numbers_figures_and_sections(built, tmp_path):
 
 
 def test_report_notes_missing_data_instead_of_failing(built, tmp_path):
-    from coolcore.report import write_report
+    from coolcore.apps.report import write_report
 
     run = light_copy(built["run"], tmp_path / "run")
     record = json.loads((run / "run.json").read_text())
@@ -88,9 +88,9 @@ def test_report_notes_missing_data_instead_of_failing(built, tmp_path):
 
 
 def test_ablation_report(built, tmp_path):
-    from coolcore.evaluation import ablation_table
-    from coolcore.plots import plot_ablation
-    from coolcore.report import write_report
+    from coolcore.apps.report import write_report
+    from coolcore.evaluate.metrics import ablation_table
+    from coolcore.evaluate.plots import plot_ablation
 
     abl = tmp_path / "abl"
     abl.mkdir()
@@ -124,7 +124,7 @@ def test_ablation_report(built, tmp_path):
 
 
 def test_report_refusals(built, tmp_path):
-    from coolcore.report import write_report
+    from coolcore.apps.report import write_report
 
     with pytest.raises(UsageError, match="not a run folder"):
         write_report(tmp_path)

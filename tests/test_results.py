@@ -20,9 +20,9 @@ import pytest
 from sklearn.metrics import f1_score
 
 from coolcore import CLASS_NAMES
-from coolcore.config import load_config
-from coolcore.evaluation import ablation_table
-from coolcore.experiments import ABLATION_METHODS, _method_dir, load_ablation_results
+from coolcore.evaluate.metrics import ablation_table
+from coolcore.train.config import load_config
+from coolcore.train.experiments import ABLATION_METHODS, _method_dir, load_ablation_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = {

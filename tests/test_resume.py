@@ -192,8 +192,8 @@ def test_data_checksum_follows_the_bytes(sample, tmp_path):
     """The recorded checksum changes with one byte of one map, and only then."""
     import shutil
 
-    from coolcore.io import read_catalog
-    from coolcore.preprocess import PreprocessConfig, dataset_cache_key
+    from coolcore.data.io import read_catalog
+    from coolcore.data.preprocess import PreprocessConfig, dataset_cache_key
 
     cfg = PreprocessConfig(crop=64, size=32)
     copy = tmp_path / "data"
@@ -241,7 +241,7 @@ def test_ablation_interrupted_then_resumed(sample, tmp_path):
 def test_learning_log_survives_two_interruptions(tmp_path):
     """Lightning's CSV logger starts a new metrics.csv on every resume; the rows of the
     finished epochs are kept aside and merged back, those of interrupted epochs dropped."""
-    from coolcore.training import KEPT_LOG_FILE, _keep_log_before_resume, _merge_kept_log
+    from coolcore.train.training import KEPT_LOG_FILE, _keep_log_before_resume, _merge_kept_log
 
     last = tmp_path / "last.ckpt"
 

@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from coolcore.errors import UsageError
-from coolcore.runs import (
+from coolcore.runs.folder import (
     atomic_write_text,
     files_checksum,
     finish_run_dir,

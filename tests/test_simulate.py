@@ -1,4 +1,4 @@
-"""Tests of coolcore.simulate: projections against brute force, labels, files, errors."""
+"""Tests of coolcore.sim.simulate: projections against brute force, labels, files, errors."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from astropy.io import fits
 from scipy import special
 
-from coolcore import physics as ph
-from coolcore import simulate as sim
 from coolcore.errors import UsageError
+from coolcore.sim import physics as ph
+from coolcore.sim import simulate as sim
 
 KPC_CM = 3.0857e21
 
@@ -42,7 +42,7 @@ def _brute_force_image(
 ) -> np.ndarray:
     """Sum the 3-D emissivity along the line of sight on a fine grid (trapezoid rule).
 
-    The emissivity is rebuilt here from coolcore.physics and the model's parameters:
+    The emissivity is rebuilt here from coolcore.sim.physics and the model's parameters:
     smooth gas at the ellipsoidal radius sqrt(x^T Q x), clumps (1 + d^T Q_c d)^-2, and
     optionally the cavities as spheres that keep (1 - fill) of the gas emissivity.
     """

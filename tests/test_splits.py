@@ -1,12 +1,12 @@
-"""Tests of coolcore.splits: grouping, coverage, determinism, errors, summaries."""
+"""Tests of coolcore.data.splits: grouping, coverage, determinism, errors, summaries."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from coolcore.data.splits import cluster_folds, fold_of_image, fold_table
 from coolcore.errors import DataError, UsageError
-from coolcore.splits import cluster_folds, fold_of_image, fold_table
 
 
 def _sample(n_cc=12, n_wcc=20, n_ncc=28, n_mixed=6, projections=3, seed=0):

@@ -61,7 +61,7 @@ def test_tutorial_blocks_are_the_expected_kinds():
 
 
 def test_console_commands_parse():
-    from coolcore.cli import build_parser
+    from coolcore.cli.main import build_parser
 
     for kind, text in blocks():
         if kind == "console":

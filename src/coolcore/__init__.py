@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coolcore.inference import TrainedModel
+    from coolcore.apps.inference import TrainedModel
 
 __version__ = "0.1.0"
 
@@ -23,11 +23,11 @@ T_COOL_NCC_GYR = 7.7
 def load_model(path: str | os.PathLike, *, device: str | None = None) -> TrainedModel:
     """Load a trained model folder (``coolcore export``) or a cv run for prediction.
 
-    A lazy wrapper of :func:`coolcore.inference.load_model` (importing
+    A lazy wrapper of :func:`coolcore.apps.inference.load_model` (importing
     ``coolcore`` does not import torch).  ``model.predict(images_or_paths)``
     returns a :class:`pandas.DataFrame` of class probabilities.
     """
-    from coolcore.inference import load_model as _load_model
+    from coolcore.apps.inference import load_model as _load_model
 
     return _load_model(path, device=device)
 

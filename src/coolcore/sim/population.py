@@ -5,7 +5,7 @@ with clumps, AGN cavities, a sloshing spiral and gas fluctuations.
 :func:`draw_cluster` draws one from the population prior
 (:class:`PopulationPrior`) whose label, computed from the central cooling time of
 the 3-D gas at 0.012 R500, is the one asked for (rejection sampling).
-:mod:`coolcore.simulate` projects clusters into maps; ``docs/simulator.md``
+:mod:`coolcore.sim.simulate` projects clusters into maps; ``docs/simulator.md``
 describes the physics.
 """
 
@@ -18,8 +18,8 @@ from numpy.typing import NDArray
 from scipy import special
 
 from coolcore import CLASS_NAMES
-from coolcore import physics as ph
 from coolcore.errors import UsageError
+from coolcore.sim import physics as ph
 
 __all__ = [
     "DEFAULT_PRIOR",

@@ -9,9 +9,7 @@ validation macro-F1, and returns the test set's class probabilities.
 from __future__ import annotations
 
 import copy
-import logging
 import os
-import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -24,29 +22,12 @@ from sklearn.metrics import f1_score
 from torch.utils.data import DataLoader, Sampler
 
 from coolcore import CLASS_NAMES
-from coolcore.errors import UsageError
-from coolcore.experiments import Hardware, launched_rank
-from coolcore.losses import class_weights, total_loss
-from coolcore.model import MultiBranchAttentionNet
-from coolcore.runs import atomic_write_text, raise_if_interrupted
+from coolcore.nn.losses import class_weights, total_loss
+from coolcore.nn.model import build_network
+from coolcore.runs.folder import atomic_write_text, raise_if_interrupted
+from coolcore.train.hardware import Hardware, launched_rank, quiet_lightning
 
 LOG_FILE = "metrics.csv"
-
-
-def build_model(cfg: dict) -> MultiBranchAttentionNet:
-    """The network a config describes."""
-    m = cfg["model"]
-    return MultiBranchAttentionNet(
-        m["variant"],
-        combine=m["combine"],
-        weights=m["weights"],
-        num_classes=len(CLASS_NAMES),
-        aux_size=m["aux_size"],
-        tau1=m["tau1"],
-        tau2=m["tau2"],
-        lam=m["lam"],
-        center_smoothing=m["center_smoothing"],
-    )
 
 
 class ClusterClassifier(pl.LightningModule):
@@ -56,7 +37,7 @@ class ClusterClassifier(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.cfg = cfg
-        self.net = build_model(cfg)
+        self.net = build_network(cfg)
         if cfg["train"]["channels_last"]:
             self.net = self.net.to(memory_format=torch.channels_last)
         # torch.compile'd forward kept outside the module's attributes, so that the
@@ -215,34 +196,6 @@ def _precision(cfg: dict, accelerator: str) -> str:
     return "bf16-mixed" if on_gpu else "32-true"
 
 
-def check_hardware(hardware: Hardware | None) -> None:
-    """Check Lightning's hardware options before anything is written.
-
-    Builds (and drops) a Trainer with the options, so that ``--accelerator gpu``
-    on a machine without one, or ``--devices abc``, fails at once with a
-    :class:`~coolcore.errors.UsageError` instead of after the run folder exists.
-    """
-    hw = hardware or Hardware()
-    quiet_lightning()
-    try:
-        pl.Trainer(
-            accelerator=hw.accelerator,
-            devices=hw.devices,
-            strategy=hw.strategy,
-            num_nodes=hw.num_nodes,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UsageError(
-            f"--accelerator {hw.accelerator} --devices {hw.devices} --strategy {hw.strategy} "
-            f"--num-nodes {hw.num_nodes}: not usable here ({first})"
-        ) from None
-
-
 class _StopWhenInterrupted(pl.Callback):
     """Stop at the next batch if SIGINT/SIGTERM was received (see ``raise_if_interrupted``)."""
 
@@ -254,26 +207,6 @@ class _StopWhenInterrupted(pl.Callback):
 
     def on_train_epoch_end(self, *args, **kwargs) -> None:
         raise_if_interrupted()
-
-
-def quiet_lightning() -> None:
-    """Silence Lightning's tips and banners; keep warnings that matter."""
-    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    os.environ.setdefault("POSSIBLE_USER_WARNING", "off")
-    for pattern in (
-        ".*does not have many workers.*",
-        ".*num_workers.*",
-        ".*LeafSpec.*",
-        ".*is deprecated.*",
-        ".*sync_dist.*",
-        ".*Checkpoint directory.*exists and is not empty.*",
-        ".*Experiment logs directory.*exists and is not empty.*",
-        ".*GPU available but not used.*",
-        ".*Trying to infer the `batch_size`.*",
-        ".*treespec.*",
-    ):
-        warnings.filterwarnings("ignore", message=pattern)
 
 
 def fit_fold(
@@ -296,7 +229,7 @@ def fit_fold(
     images : (N, 1, S, S) float32 tensor of preprocessed maps.
     labels : (N,) int class indices.
     split : (train_idx, val_idx, test_idx) index arrays.
-    cfg : the run config (:func:`coolcore.config.load_config`).
+    cfg : the run config (:func:`coolcore.train.config.load_config`).
     fold_dir : the fold's folder: checkpoints and the CSV log go there.
     seed : seeds the initialisation and the shuffle.
     resume : continue from ``fold_dir/checkpoints/last.ckpt`` when it exists.

@@ -82,7 +82,7 @@ def _stem(path: Path) -> str:
 
 
 def _folder_maps(folder: Path) -> list[Path]:
-    from coolcore.io import IMAGE_SUFFIXES
+    from coolcore.data.io import IMAGE_SUFFIXES
 
     found = []
     for root, dirs, files in os.walk(folder):
@@ -100,7 +100,7 @@ def collect_inputs(
 
     A path that does not exist is kept: it becomes an error row when predicted.
     A folder contributes every file with a known image extension
-    (:data:`coolcore.io.IMAGE_SUFFIXES`), sorted; hidden files and folders are skipped.
+    (:data:`coolcore.data.io.IMAGE_SUFFIXES`), sorted; hidden files and folders are skipped.
 
     Raises
     ------
@@ -109,7 +109,7 @@ def collect_inputs(
     coolcore.errors.CatalogError
         An unreadable catalogue.
     """
-    from coolcore.io import read_catalog
+    from coolcore.data.io import read_catalog
 
     items: list[MapInput] = []
     if catalog is not None:
@@ -234,7 +234,7 @@ def map_pixel_kpc(path: str | os.PathLike) -> float | None:
 
 def _header_scale_and_unit(path: Path) -> tuple[float | None, str | None]:
     """Pixel scale in kpc (see :func:`map_pixel_kpc`) and ``BUNIT`` of a map file's header."""
-    from coolcore.io import image_header_info
+    from coolcore.data.io import image_header_info
 
     try:
         info = image_header_info(path)

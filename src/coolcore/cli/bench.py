@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from coolcore.cli_args import Parser, formatter, positive_int
+from coolcore.cli.args import Parser, formatter, positive_int
 from coolcore.errors import CoolcoreError, UsageError
 
 __all__ = ["add_bench_command", "cmd_bench", "main"]
@@ -80,7 +80,7 @@ def cmd_bench(args) -> int:
     """Run the benchmark, print the table, write ``--json``; exit status 0."""
     from pathlib import Path
 
-    from coolcore.bench import format_table, run_bench, write_json
+    from coolcore.bench.suite import format_table, run_bench, write_json
 
     device = _device(args.device)
     if args.cv_data is not None and not Path(args.cv_data).exists():

@@ -14,14 +14,14 @@ import sys
 from pathlib import Path
 
 from coolcore import __version__
-from coolcore.cli_args import Parser, class_mix, formatter, nonneg_int, positive_int
+from coolcore.cli.args import Parser, class_mix, formatter, nonneg_int, positive_int
 from coolcore.errors import CoolcoreError, UsageError
 
 # ----------------------------------------------------------------------------- commands
 
 
 def cmd_simulate(args) -> int:
-    from coolcore.simulate import simulate_sample
+    from coolcore.sim.simulate import simulate_sample
 
     out = Path(args.out_dir)
     if out.exists() and any(out.iterdir()) and not args.force:
@@ -61,7 +61,7 @@ def _print_sample_summary(catalog, out: Path) -> None:
 
 
 def _load_cfg(args):
-    from coolcore.config import load_config
+    from coolcore.train.config import load_config
 
     overrides = list(args.set or [])
     if getattr(args, "variant", None):
@@ -83,7 +83,7 @@ def _load_cfg(args):
 
 def _run_options(args) -> dict:
     """The options ``cv`` and ``ablation`` share: resume/force, hardware, progress."""
-    from coolcore.experiments import Hardware
+    from coolcore.train.hardware import Hardware
 
     devices: int | str = args.devices
     if isinstance(devices, str) and devices.isdigit():
@@ -103,14 +103,14 @@ def _run_options(args) -> dict:
 
 
 def cmd_cv(args) -> int:
-    from coolcore.experiments import run_cv
+    from coolcore.train.experiments import run_cv
 
     run_cv(args.data, _load_cfg(args), args.out, fold=args.fold, **_run_options(args))
     return 0
 
 
 def cmd_ablation(args) -> int:
-    from coolcore.experiments import run_ablation
+    from coolcore.train.experiments import run_ablation
 
     run_ablation(
         args.data,
@@ -125,9 +125,9 @@ def cmd_ablation(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from coolcore.config import load_config
-    from coolcore.experiments import run_ablation
-    from coolcore.simulate import simulate_sample
+    from coolcore.sim.simulate import simulate_sample
+    from coolcore.train.config import load_config
+    from coolcore.train.experiments import run_ablation
 
     cfg = load_config("demo", args.set)
     out = Path(args.out)
@@ -145,7 +145,7 @@ def cmd_demo(args) -> int:
     run = out / "ablation"
     resume = run.with_name(run.name + ".partial").exists() or run.exists()
     run_ablation(data, cfg, run, methods=["all"], resume=resume, progress=not args.no_progress)
-    from coolcore.report import write_report
+    from coolcore.apps.report import write_report
 
     print(f"report: {write_report(run)}")
     return 0
@@ -314,11 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
-    from coolcore.cli_inference import add_inference_commands
+    from coolcore.cli.inference import add_inference_commands
 
     add_inference_commands(sub)
 
-    from coolcore.cli_bench import add_bench_command
+    from coolcore.cli.bench import add_bench_command
 
     add_bench_command(sub)
     return parser
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     global _MAIN_PID
     _MAIN_PID = os.getpid()
-    from coolcore.runs import clear_interrupt
+    from coolcore.runs.folder import clear_interrupt
 
     clear_interrupt()
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -345,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"coolcore {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        from coolcore.runs import PARTIAL_SUFFIX, interrupt_requested
+        from coolcore.runs.folder import PARTIAL_SUFFIX, interrupt_requested
 
         signum = interrupt_requested() or signal.SIGINT
         message = f"coolcore {args.command}: interrupted by {signal.Signals(signum).name}"
@@ -371,7 +371,7 @@ _MAIN_PID = os.getpid()
 def _raise_interrupt(signum, frame):
     """SIGINT or SIGTERM in the main process: stop like Ctrl-C (finished work is kept).
 
-    The request is also recorded (:func:`coolcore.runs.request_interrupt`), so the
+    The request is also recorded (:func:`coolcore.runs.folder.request_interrupt`), so the
     training loop stops at the next batch even if this exception is lost (CPython
     discards exceptions raised while it runs a finaliser). The exit status is
     128 + the signal number (130 for SIGINT, 143 for SIGTERM).
@@ -384,7 +384,7 @@ def _raise_interrupt(signum, frame):
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
-    from coolcore.runs import request_interrupt
+    from coolcore.runs.folder import request_interrupt
 
     request_interrupt(signum)
     raise KeyboardInterrupt

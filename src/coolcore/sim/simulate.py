@@ -24,9 +24,9 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from coolcore import CLASS_NAMES, __version__
-from coolcore import physics as ph
 from coolcore.errors import UsageError
-from coolcore.population import (
+from coolcore.sim import physics as ph
+from coolcore.sim.population import (
     DEFAULT_PRIOR,
     M500_RANGE_MSUN,
     MASS_FUNCTION_SLOPE,
@@ -336,7 +336,7 @@ def _header_cards(model: ClusterModel, axis: str, pixel_kpc: float, size: int) -
         ("RTCOOL", model.r_tcool_kpc, "[kpc] radius of t_cool: 0.012 R500"),
         ("TCOOL", model.t_cool_gyr, "[Gyr] central cooling time"),
         ("LABEL", model.label, "CC: TCOOL<=1.0, NCC: TCOOL>=7.7 Gyr, else WCC"),
-        ("ORIGIN", "coolcore", "coolcore.simulate"),
+        ("ORIGIN", "coolcore", "coolcore.sim.simulate"),
         ("CCVERS", __version__, "coolcore version"),
     ]
 

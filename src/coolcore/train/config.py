@@ -74,7 +74,7 @@ _RANGES = {
 
 def preset_path(name: str) -> Path:
     """Path of a shipped preset YAML file."""
-    return Path(str(resources.files("coolcore") / "configs" / f"{name}.yaml"))
+    return Path(str(resources.files("coolcore.train") / "configs" / f"{name}.yaml"))
 
 
 def load_config(config: str | Path | None = "paper", overrides: list[str] | None = None) -> dict:

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coolcore import io as cio
+from coolcore.data import io as cio
 from coolcore.errors import ImageError, UsageError
 
 __all__ = [
@@ -257,7 +257,7 @@ def preprocess_batch(
     Parameters
     ----------
     images : array (N, H, W) or sequence of 2-D arrays (shapes may differ)
-        Maps as read by :func:`coolcore.io.read_image`.
+        Maps as read by :func:`coolcore.data.io.read_image`.
     cfg : PreprocessConfig
     names : sequence of str, optional
         File names for error messages.
@@ -309,7 +309,7 @@ def preprocess_image(
     Parameters
     ----------
     image : numpy.ndarray
-        2-D map as read by :func:`coolcore.io.read_image`.
+        2-D map as read by :func:`coolcore.data.io.read_image`.
     cfg : PreprocessConfig
     name : str
         File name for error messages.
@@ -370,7 +370,7 @@ class Dataset:
     image_ids, cluster_ids : numpy.ndarray
         (N,) strings.
     catalog : pandas.DataFrame
-        As returned by :func:`coolcore.io.read_catalog`.
+        As returned by :func:`coolcore.data.io.read_catalog`.
     cfg : PreprocessConfig
     cache_key : str
         SHA-256 hex digest identifying the inputs and parameters.
@@ -497,7 +497,7 @@ def _compute(
     from astropy.utils.exceptions import AstropyWarning
 
     with (
-        warnings.catch_warnings(),  # on this thread: see coolcore.io._quiet_astropy
+        warnings.catch_warnings(),  # on this thread: see coolcore.data.io._quiet_astropy
         ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
         tqdm(total=n, desc="preprocessing", unit="img", disable=not progress) as bar,
     ):
@@ -539,9 +539,9 @@ def load_dataset(
     workers : int, optional
         Threads reading and hashing files (default ``min(4, cpu_count)``).
     hdu, plane
-        Passed to :func:`coolcore.io.read_image` for every file.
+        Passed to :func:`coolcore.data.io.read_image` for every file.
     require_labels : bool
-        Passed to :func:`coolcore.io.read_catalog` (False for prediction).
+        Passed to :func:`coolcore.data.io.read_catalog` (False for prediction).
     use_cache : bool
         False neither reads nor writes the cache.
 

@@ -134,7 +134,7 @@ def _quiet_astropy() -> Iterator[None]:
 
     ``warnings.catch_warnings`` changes process-wide state and is not thread-safe,
     so it is only entered on the main thread; code that reads maps on worker
-    threads (:func:`coolcore.preprocess.load_dataset`) silences them around the
+    threads (:func:`coolcore.data.preprocess.load_dataset`) silences them around the
     whole pool instead.
     """
     if threading.current_thread() is not threading.main_thread():

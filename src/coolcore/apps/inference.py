@@ -1,7 +1,7 @@
 """Trained models on new maps: load a model folder safely, predict with the ensemble.
 
-:func:`coolcore.export.export_model` writes the model folder (its layout is
-described there); :mod:`coolcore.inputs` says how a map is brought to the model.
+:func:`coolcore.apps.export.export_model` writes the model folder (its layout is
+described there); :mod:`coolcore.data.inputs` says how a map is brought to the model.
 
 Loading (:func:`load_model`) never unpickles code: the weights are safetensors,
 and a cv run folder is read with ``torch.load(..., weights_only=True)``.  Every
@@ -36,8 +36,7 @@ import numpy as np
 import pandas as pd
 
 from coolcore import CLASS_NAMES, __version__
-from coolcore.errors import CoolcoreError, DataError, ImageError, UsageError
-from coolcore.export import (
+from coolcore.apps.export import (
     FORMAT_NAME,
     FORMAT_VERSION,
     MODEL_FILE,
@@ -52,7 +51,7 @@ from coolcore.export import (
     _state_from_checkpoint,
     export_model,
 )
-from coolcore.inputs import (
+from coolcore.data.inputs import (
     MapInput,
     _as_inputs,
     _header_scale_and_unit,
@@ -60,6 +59,7 @@ from coolcore.inputs import (
     input_window_px,
     map_pixel_kpc,
 )
+from coolcore.errors import CoolcoreError, DataError, ImageError, UsageError
 
 __all__ = [
     "FORMAT_VERSION",
@@ -98,9 +98,9 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
 def _build_net(network: dict, state: dict, source: Path):
     import torch
 
-    from coolcore.model import MultiBranchAttentionNet
+    from coolcore.nn.model import MultiBranchAttentionNet
 
-    config = {k: v for k, v in network.items() if k in MultiBranchAttentionNet._CONFIG_KEYS}
+    config = {k: v for k, v in network.items() if k in MultiBranchAttentionNet.CONFIG_KEYS}
     config["weights"] = "none"  # the trained weights come from the state dict
     try:
         # built on the meta device: no time spent on a random initialisation that
@@ -309,7 +309,7 @@ class TrainedModel:
         self, item: MapInput, pixel_kpc: float | None
     ) -> tuple[np.ndarray, float | None, str | None]:
         """The map, its pixel scale in kpc and its unit (None where unknown)."""
-        from coolcore.io import read_image
+        from coolcore.data.io import read_image
 
         if item.array is not None:
             arr = np.asarray(item.array)
@@ -354,7 +354,7 @@ class TrainedModel:
         pixel_kpc: float | None = None,
     ) -> _Prepared:
         """Read and preprocess maps into the model's input; failures are collected, not raised."""
-        from coolcore.preprocess import PreprocessConfig, preprocess_batch
+        from coolcore.data.preprocess import PreprocessConfig, preprocess_batch
 
         p = self.meta["preprocess"]
         log_range = tuple(p["log_range"]) if p.get("log_range") else None
@@ -573,7 +573,7 @@ class TrainedModel:
         Returns
         -------
         (pandas.DataFrame, dict or None)
-            The prediction table, and :func:`coolcore.evaluation.compute_metrics`
+            The prediction table, and :func:`coolcore.evaluate.metrics.compute_metrics`
             of the maps that have labels and were predicted (None if there are none).
         """
         items = collect_inputs(catalog=catalog)
@@ -672,8 +672,8 @@ def _frame(
 
 
 def catalog_metrics(items: Sequence[MapInput], frame: pd.DataFrame) -> dict | None:
-    """Metrics (:func:`coolcore.evaluation.compute_metrics`) of predicted maps that have labels."""
-    from coolcore.evaluation import compute_metrics
+    """Metrics (:func:`coolcore.evaluate.metrics.compute_metrics`) of predicted maps that have labels."""
+    from coolcore.evaluate.metrics import compute_metrics
 
     labels = [it.label for it in items]
     keep = np.array([lab in CLASS_NAMES for lab in labels]) & (frame["error"] == "").to_numpy()

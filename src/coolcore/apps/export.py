@@ -10,7 +10,7 @@ The model folder
 
 ``model.json`` holds ``format`` / ``format_version``, ``class_names``, the
 ``variant`` and mask ``combine`` mode, ``network`` (the constructor arguments of
-:class:`~coolcore.model.MultiBranchAttentionNet`), ``preprocess`` (``crop``,
+:class:`~coolcore.nn.model.MultiBranchAttentionNet`), ``preprocess`` (``crop``,
 ``size``, ``input_size``, ``scaling``, ``center`` and, for data-set scaling, the
 training data's ``log_range``), ``training_data`` (path, checksum, image count,
 the median ``pixel_kpc`` of the catalogue, the field of view ``fov_kpc = crop *
@@ -18,7 +18,7 @@ pixel_kpc``, the maps' ``BUNIT``), the full run ``config``, the ``folds``
 exported, ``weights`` (file name -> SHA-256), ``versions`` (of the training run
 and of the export) and ``source_run``.
 
-:func:`coolcore.inference.load_model` reads the folder back.
+:func:`coolcore.apps.inference.load_model` reads the folder back.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _versions() -> dict:
-    from coolcore.runs import versions
+    from coolcore.runs.folder import versions
 
     return versions()
 
@@ -154,7 +154,7 @@ def _state_from_checkpoint(path: Path) -> tuple[dict, dict]:
 
 def _training_data_info(record: dict, cfg: dict) -> dict:
     """Where the training data lie and what their maps are: pixel scale, field of view, units."""
-    from coolcore import io as cio
+    from coolcore.data import io as cio
 
     crop = int(cfg["preprocess"]["crop"])
     info: dict[str, Any] = {
@@ -204,7 +204,7 @@ def _log_range(record: dict, cfg: dict) -> list[float] | None:
     if record.get("log_range") is not None:
         lo, hi = record["log_range"]
         return [float(lo), float(hi)]
-    from coolcore.experiments import load_data
+    from coolcore.train.experiments import load_data
 
     data = record.get("data")
     if not data or not Path(data).exists():

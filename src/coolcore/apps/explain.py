@@ -181,8 +181,8 @@ def explain_maps(
     """
     import torch
 
-    from coolcore.inference import _PredictionTable
-    from coolcore.inputs import _as_inputs
+    from coolcore.apps.inference import _PredictionTable
+    from coolcore.data.inputs import _as_inputs
 
     if fold is None:
         index = 0
@@ -276,7 +276,7 @@ def explain_map(model, image_or_path: Any, out_dir: str | os.PathLike, **kwargs:
 # --------------------------------------------------------------------------- run grid
 def _cv_run_for_grid(run: Path) -> Path:
     """The cv run to draw: ``run`` itself, or for an ablation the ``all`` method's first repeat."""
-    from coolcore.export import _read_json
+    from coolcore.apps.export import _read_json
 
     record = run / "run.json"
     if not record.is_file():
@@ -342,14 +342,14 @@ def explain_run(
     """
     import torch
 
-    from coolcore.experiments import load_data
-    from coolcore.export import (
+    from coolcore.apps.export import (
         _checkpoint_of,
         _network_config,
         _read_json,
         _state_from_checkpoint,
     )
-    from coolcore.inference import _build_net
+    from coolcore.apps.inference import _build_net
+    from coolcore.train.experiments import load_data
 
     if per_class < 1:
         raise UsageError(f"--per-class {per_class}: must be at least 1")

@@ -1,7 +1,7 @@
 """The report of a cv or ablation run: ``RUN/report.md`` and ``RUN/report.html``.
 
 Both hold the same content: the results table, the confusion matrices, the
-learning curves, a grid of explained test images (:func:`coolcore.explain.explain_run`,
+learning curves, a grid of explained test images (:func:`coolcore.apps.explain.explain_run`,
 drawn into ``RUN/explain/`` when the training maps are still there), the config,
 the versions, and where the data came from.
 
@@ -143,7 +143,7 @@ def _version_blocks(record: dict) -> list:
 
 
 def _explain_blocks(run: Path, explain: bool, progress: bool) -> list:
-    from coolcore.explain import explain_run
+    from coolcore.apps.explain import explain_run
 
     blocks: list = [("h", 2, "Explained examples")]
     grid = run / "explain" / "grid.png"
@@ -290,8 +290,8 @@ def _cv_blocks(run: Path, record: dict, *, explain: bool, progress: bool) -> lis
 
 # --------------------------------------------------------------------------- ablation
 def _ablation_blocks(run: Path, record: dict, *, explain: bool, progress: bool) -> list:
-    from coolcore.evaluation import compute_metrics
-    from coolcore.experiments import _method_dir
+    from coolcore.evaluate.metrics import compute_metrics
+    from coolcore.train.experiments import _method_dir
 
     table_path = run / "table.md"
     if not table_path.is_file():
@@ -508,7 +508,7 @@ def write_report(run: str | os.PathLike, *, explain: bool = True, progress: bool
     coolcore.errors.DataError
         The run is unfinished (no ``metrics.json`` / ``table.md``).
     """
-    from coolcore.runs import atomic_write_text
+    from coolcore.runs.folder import atomic_write_text
 
     run = Path(run)
     blocks = report_blocks(run, explain=explain, progress=progress)

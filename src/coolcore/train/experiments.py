@@ -12,16 +12,14 @@ import copy
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from coolcore import CLASS_NAMES
-from coolcore.config import dump_config
 from coolcore.errors import UsageError
-from coolcore.runs import (
+from coolcore.runs.folder import (
     atomic_write_csv,
     atomic_write_json,
     atomic_write_text,
@@ -32,16 +30,8 @@ from coolcore.runs import (
     raise_if_interrupted,
     versions,
 )
-
-
-@dataclass
-class Hardware:
-    """Where and how to train: Lightning's accelerator, devices, strategy, nodes."""
-
-    accelerator: str = "auto"
-    devices: int | str = 1
-    strategy: str = "auto"
-    num_nodes: int = 1
+from coolcore.train.config import dump_config
+from coolcore.train.hardware import Hardware, check_hardware, launched_rank
 
 
 def _say(msg: str, quiet: bool = False) -> None:
@@ -51,8 +41,8 @@ def _say(msg: str, quiet: bool = False) -> None:
 
 def load_data(data: str | Path, cfg: dict, *, progress: bool = True):
     """Resolve DATA, read its catalogue and the preprocessed maps (cached)."""
-    from coolcore.io import resolve_data
-    from coolcore.preprocess import PreprocessConfig, load_dataset
+    from coolcore.data.io import resolve_data
+    from coolcore.data.preprocess import PreprocessConfig, load_dataset
 
     catalog_path = resolve_data(data)
     p = cfg["preprocess"]
@@ -68,8 +58,8 @@ def make_folds(
     ``source`` (DATA: the catalogue or its folder) prefixes the message of a data
     set that cannot be split, e.g. a class with fewer clusters than folds.
     """
+    from coolcore.data.splits import cluster_folds
     from coolcore.errors import DataError
-    from coolcore.splits import cluster_folds
 
     if (dataset.labels < 0).any():
         raise UsageError("cross-validation needs a label (or t_cool_gyr) for every image")
@@ -85,8 +75,8 @@ def make_folds(
 
 def _catalog_of(data) -> Path:
     """The catalogue that DATA names (DATA itself if it cannot be resolved)."""
+    from coolcore.data.io import resolve_data
     from coolcore.errors import CoolcoreError
-    from coolcore.io import resolve_data
 
     try:
         return resolve_data(data)
@@ -128,7 +118,7 @@ def run_cv(
     Parameters
     ----------
     data : a folder with ``catalog.csv`` or a catalogue CSV.
-    cfg : the run config (:func:`coolcore.config.load_config`).
+    cfg : the run config (:func:`coolcore.train.config.load_config`).
     out : the run folder; built as ``out.partial`` and renamed when complete.
     fold : train only this fold (for running folds as separate jobs); the run is
         completed by a later call with ``resume=True`` once every fold is done.
@@ -156,7 +146,7 @@ def run_cv(
     n_folds = len(folds)
     if fold is not None and not 0 <= fold < n_folds:
         raise UsageError(f"--fold {fold}: must lie in [0, {n_folds - 1}] for {n_folds} folds")
-    from coolcore.training import (
+    from coolcore.train.training import (
         as_tensor_images,
         checkpoint_epoch,
         fit_fold,
@@ -244,12 +234,9 @@ def check_model_and_hardware(cfg: dict, hardware=None) -> None:
     """
     import torch
 
-    from coolcore.model import MultiBranchAttentionNet
+    from coolcore.nn.model import build_network
 
-    keys = MultiBranchAttentionNet._CONFIG_KEYS
-    net = MultiBranchAttentionNet.from_config(
-        {k: v for k, v in {**cfg["model"], "num_classes": len(CLASS_NAMES)}.items() if k in keys}
-    )
+    net = build_network(cfg)
     if cfg["train"]["batch_size"] == 1:  # BatchNorm in training mode needs two values
         size = cfg["preprocess"]["size"] or cfg["preprocess"]["crop"]
         try:
@@ -263,23 +250,7 @@ def check_model_and_hardware(cfg: dict, hardware=None) -> None:
                 "BatchNorm a single value per channel; use a batch size of 2 or more"
             ) from None
     if hardware is not None and hardware != Hardware():  # the default needs no check
-        from coolcore.training import check_hardware
-
         check_hardware(hardware)
-
-
-def launched_rank() -> int:
-    """This process's rank as its launcher set it: 0 for the main process.
-
-    Lightning's DDP launcher starts workers with ``LOCAL_RANK`` (and ``NODE_RANK``)
-    set; ``srun`` sets ``SLURM_PROCID``. Workers re-run the same command and
-    must neither check nor write the run folder.
-    """
-    import os
-
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
-        return int(os.environ["SLURM_PROCID"])
-    return int(os.environ.get("LOCAL_RANK", "0")) + int(os.environ.get("NODE_RANK", "0"))
 
 
 def _barrier() -> None:
@@ -298,8 +269,8 @@ def _is_global_zero() -> bool:
 
 def finalise_cv(run: Path, n_folds: int) -> dict:
     """Merge the folds' predictions; write metrics.json and the figures."""
-    from coolcore.evaluation import compute_metrics
-    from coolcore.plots import plot_confusion_matrix, plot_learning_curves
+    from coolcore.evaluate.metrics import compute_metrics
+    from coolcore.evaluate.plots import plot_confusion_matrix, plot_learning_curves
 
     preds = pd.concat(
         [
@@ -436,8 +407,8 @@ def run_ablation(
     not kept unless ``keep_checkpoints`` (an ablation is about scores; keep
     models of the variant you want to use with ``coolcore cv``).
     """
-    from coolcore.evaluation import ablation_table
-    from coolcore.plots import plot_ablation
+    from coolcore.evaluate.metrics import ablation_table
+    from coolcore.evaluate.plots import plot_ablation
 
     if repeats < 1:
         raise UsageError(f"--repeats {repeats}: must be at least 1")
@@ -547,9 +518,13 @@ def concentration_predictions(dataset, folds) -> dict[str, pd.DataFrame]:
     The indicators are measured on the maps as stored (linear flux), which needs
     the pixel scale (``pixel_kpc``) and, for the scaled one, ``r500_kpc``.
     """
-    from coolcore.baselines import ConcentrationClassifier, concentration, scaled_concentration
-    from coolcore.io import read_image
-    from coolcore.training import predictions_frame
+    from coolcore.data.io import read_image
+    from coolcore.evaluate.baselines import (
+        ConcentrationClassifier,
+        concentration,
+        scaled_concentration,
+    )
+    from coolcore.train.training import predictions_frame
 
     cat = dataset.catalog
     if "pixel_kpc" not in cat:

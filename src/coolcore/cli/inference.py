@@ -2,7 +2,7 @@
 
 :func:`add_inference_commands` registers them on the ``coolcore`` parser's
 subparsers; each ``cmd_*`` function returns the exit status.  User errors raise
-:class:`coolcore.errors.CoolcoreError` subclasses, which ``coolcore.cli.main``
+:class:`coolcore.errors.CoolcoreError` subclasses, which ``coolcore.cli.main.main``
 prints on one line.
 """
 
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from coolcore import CLASS_NAMES
-from coolcore.cli_args import (
+from coolcore.cli.args import (
     formatter,
     int_at_least,
     nonneg_int,
@@ -49,7 +49,7 @@ def _print_metrics(metrics: dict, n: int) -> None:
 
 # --------------------------------------------------------------------------- commands
 def cmd_export(args) -> int:
-    from coolcore.inference import export_model, load_model
+    from coolcore.apps.inference import export_model, load_model
 
     out = export_model(args.run, args.out, fold=args.fold, force=args.force)
     model = load_model(out, device="cpu")  # proves the folder loads and its hashes match
@@ -77,7 +77,12 @@ def _map_options(args) -> dict:
 
 
 def cmd_predict(args) -> int:
-    from coolcore.inference import catalog_metrics, collect_inputs, load_model, write_predictions
+    from coolcore.apps.inference import (
+        catalog_metrics,
+        collect_inputs,
+        load_model,
+        write_predictions,
+    )
 
     out = Path(args.out)
     _check_output_file(out, force=args.force)
@@ -111,8 +116,8 @@ def cmd_predict(args) -> int:
 
 
 def cmd_explain(args) -> int:
-    from coolcore.explain import explain_maps, explain_run
-    from coolcore.inference import MODEL_FILE, collect_inputs, load_model
+    from coolcore.apps.explain import explain_maps, explain_run
+    from coolcore.apps.inference import MODEL_FILE, collect_inputs, load_model
 
     source = Path(args.source)
     out = Path(args.out)
@@ -150,7 +155,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from coolcore.report import write_report
+    from coolcore.apps.report import write_report
 
     md = write_report(args.run, explain=not args.no_explain, progress=not args.no_progress)
     print(md)
@@ -206,7 +211,7 @@ def add_inference_commands(sub) -> None:
     Parameters
     ----------
     sub : argparse._SubParsersAction
-        What ``parser.add_subparsers(...)`` returned in :func:`coolcore.cli.build_parser`.
+        What ``parser.add_subparsers(...)`` returned in :func:`coolcore.cli.main.build_parser`.
     """
 
     p = sub.add_parser(

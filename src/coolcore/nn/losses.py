@@ -38,7 +38,7 @@ PAPER_ALPHAS: tuple[float, float, float, float] = (0.8, 0.1, 0.1, 0.1)
 
 
 class HeadOutputs(Protocol):
-    """What :func:`total_loss` reads from a forward pass (``coolcore.model.NetOutput``)."""
+    """What :func:`total_loss` reads from a forward pass (``coolcore.nn.model.NetOutput``)."""
 
     logits: Tensor
     logits_primary: Tensor
@@ -143,7 +143,7 @@ def total_loss(
     Parameters
     ----------
     outputs : NetOutput
-        A forward pass of :class:`coolcore.model.MultiBranchAttentionNet`.  It
+        A forward pass of :class:`coolcore.nn.model.MultiBranchAttentionNet`.  It
         says which terms apply: ``logits_aux is None`` means the plain
         ResNet-18 ``baseline``, whose loss is the weighted CE of its single
         head alone, unscaled (a constant factor such as ``a_p`` changes

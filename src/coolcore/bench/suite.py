@@ -11,7 +11,7 @@ measures, in one process and one run:
 - the plain ResNet-18's achieved GFLOP/s in inference against a large fp32
   matrix product's GFLOP/s (the practical peak of the machine);
 - the data-loading share of a training epoch (the in-memory loader of
-  :func:`coolcore.training.make_loader` against the whole epoch);
+  :func:`coolcore.train.training.make_loader` against the whole epoch);
 - the simulator's time for the default sample;
 - the peak resident memory of a ``cv`` run at 256 px, in a child process.
 
@@ -268,7 +268,7 @@ def _networks(setting: Setting, device: torch.device, seed: int = 0):
     """The ``all`` network and a plain ResNet-18 (3 classes), channels-last, on ``device``."""
     from torchvision.models import resnet18
 
-    from coolcore.model import MultiBranchAttentionNet
+    from coolcore.nn.model import MultiBranchAttentionNet
 
     torch.manual_seed(seed)
     net = MultiBranchAttentionNet("all", aux_size=setting.aux_size_px)
@@ -289,7 +289,7 @@ def _inputs(setting: Setting, device: torch.device, seed: int = 0):
 
 def _train_steps(setting: Setting, device: torch.device):
     """Closures doing one Adam training step of the network and of the plain ResNet-18."""
-    from coolcore.losses import total_loss
+    from coolcore.nn.losses import total_loss
 
     net, plain = _networks(setting, device)
     grey, rgb, y = _inputs(setting, device)
@@ -472,16 +472,16 @@ def bench_data_share(
 ) -> dict[str, Any]:
     """Share of a training epoch spent loading batches.
 
-    An epoch is the training loop of :func:`coolcore.training.fit_fold` without
-    Lightning: iterate :func:`coolcore.training.make_loader` over in-memory
+    An epoch is the training loop of :func:`coolcore.train.training.fit_fold` without
+    Lightning: iterate :func:`coolcore.train.training.make_loader` over in-memory
     maps (shuffled), move each batch to the device, do the ``all`` network's
     Adam step.  The loader alone iterates the same batches and moves them.
     Epochs and loader passes are interleaved; the share is the median loader
     pass over the median epoch.  ``in_loop_share`` is the time the epoch
     itself waited for batches, a cross-check.
     """
-    from coolcore.losses import total_loss
-    from coolcore.training import make_loader
+    from coolcore.nn.losses import total_loss
+    from coolcore.train.training import make_loader
 
     device = torch.device(device)
     n = n_batches * setting.batch
@@ -548,8 +548,8 @@ def bench_data_share(
 def bench_simulate(
     out_dir: str | Path, *, n_clusters: int = 318, size_px: int = 256, workers: int = 2
 ) -> dict[str, Any]:
-    """Wall time of :func:`coolcore.simulate.simulate_sample` (default sample) into ``out_dir``."""
-    from coolcore.simulate import simulate_sample
+    """Wall time of :func:`coolcore.sim.simulate.simulate_sample` (default sample) into ``out_dir``."""
+    from coolcore.sim.simulate import simulate_sample
 
     start = time.perf_counter()
     catalog = simulate_sample(
@@ -568,8 +568,8 @@ def bench_simulate(
 _CV_CHILD = r"""
 import json, sys
 from pathlib import Path
-from coolcore.config import load_config
-from coolcore.experiments import run_cv
+from coolcore.train.config import load_config
+from coolcore.train.experiments import run_cv
 data, out, overrides, fold = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4])
 cfg = load_config("paper", overrides)
 run_cv(data, cfg, out, fold=fold, progress=False, quiet=True, keep_checkpoints=False)

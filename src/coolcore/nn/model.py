@@ -38,8 +38,9 @@ import torch.nn as nn
 from torch import Tensor
 from torchvision.models import ResNet18_Weights, resnet18
 
+from coolcore import CLASS_NAMES
 from coolcore.errors import UsageError
-from coolcore.masks import (
+from coolcore.nn.masks import (
     class_activation_map,
     crop_and_resize,
     gaussian_heatmap,
@@ -219,7 +220,7 @@ class NetOutput(NamedTuple):
     cam : Tensor or None
         (B, h, w) float32 raw class activation map of the predicted class.
     uses_regression : bool
-        True for the ``all`` variant: :func:`coolcore.losses.total_loss` adds
+        True for the ``all`` variant: :func:`coolcore.nn.losses.total_loss` adds
         the Cramer-distance term.
     """
 
@@ -281,7 +282,7 @@ class MultiBranchAttentionNet(nn.Module):
         The Gaussian's lambda: ``sigma = side / sqrt(lam)``.
     center_smoothing : int
         Box-filter window (0 or odd) applied before locating the brightest
-        pixel (see :func:`coolcore.masks.brightest_pixel`).
+        pixel (see :func:`coolcore.nn.masks.brightest_pixel`).
 
     Examples
     --------
@@ -351,7 +352,7 @@ class MultiBranchAttentionNet(nn.Module):
             self.head_fusion = nn.Linear(2 * width, num_classes)
 
     # ------------------------------------------------------------------ config
-    _CONFIG_KEYS = (
+    CONFIG_KEYS = (
         "variant",
         "combine",
         "weights",
@@ -371,17 +372,17 @@ class MultiBranchAttentionNet(nn.Module):
         ``{**config, "weights": "none"}``: the trained weights (and the input
         normalisation buffers) come from the state dict.
         """
-        unknown = sorted(set(config) - set(cls._CONFIG_KEYS))
+        unknown = sorted(set(config) - set(cls.CONFIG_KEYS))
         if unknown:
             raise UsageError(
                 f"unknown model option(s) {', '.join(unknown)}; "
-                f"accepted: {', '.join(cls._CONFIG_KEYS)}"
+                f"accepted: {', '.join(cls.CONFIG_KEYS)}"
             )
         return cls(**dict(config))
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments, JSON-ready (inverse of :meth:`from_config`)."""
-        return {key: getattr(self, key) for key in self._CONFIG_KEYS}
+        return {key: getattr(self, key) for key in self.CONFIG_KEYS}
 
     def describe(self) -> str:
         """A one-line summary: variant, mask settings, initialisation, size."""
@@ -457,8 +458,8 @@ class MultiBranchAttentionNet(nn.Module):
         """The crop boxes of the variant's mask B, for grey (B, H, W) and the raw CAM.
 
         The box of B1, B2 or their union only needs each mask's row and column
-        profiles (:func:`coolcore.masks.threshold_profiles`,
-        :func:`coolcore.masks.gaussian_profiles`), never a (B, H, W) mask; the
+        profiles (:func:`coolcore.nn.masks.threshold_profiles`,
+        :func:`coolcore.nn.masks.gaussian_profiles`), never a (B, H, W) mask; the
         intersection builds both masks.  The boxes are exactly those of
         ``mask_boxes(self._combine(mask_cam, mask_gauss))``, as :meth:`explain`
         computes them.
@@ -559,3 +560,19 @@ class MultiBranchAttentionNet(nn.Module):
             boxes=boxes,
             crop=crop,
         )
+
+
+def network_config(run_cfg: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
+    """The network's constructor arguments in a run config (its ``model`` section).
+
+    The one way from a config to a network: ``MultiBranchAttentionNet.from_config``
+    of this mapping; ``changes`` override entries (e.g. ``weights="none"`` to
+    rebuild a trained network before loading its state dict).
+    """
+    model = {**run_cfg["model"], "num_classes": len(CLASS_NAMES), **changes}
+    return {key: model[key] for key in MultiBranchAttentionNet.CONFIG_KEYS if key in model}
+
+
+def build_network(run_cfg: Mapping[str, Any], **changes: Any) -> MultiBranchAttentionNet:
+    """The network a run config describes (see :func:`network_config`)."""
+    return MultiBranchAttentionNet.from_config(network_config(run_cfg, **changes))
