@@ -4,27 +4,25 @@ Usage::
 
     python benchmarks/ablation_readme.py results/ablation-cpu
 
-Reads the run folder's predictions (finished or ``.partial``; every repeat whose
-cross-validation finished), recomputes the numbers with
-:func:`coolcore.evaluate.metrics.ablation_summary` (the same as the run's ``table.md``)
-and prints one Markdown row per method: the paper's macro-F1 (Zhang et al. 2020,
+Reads the run folder's results (finished or ``.partial``; every repeat whose
+cross-validation finished): ``results.csv``, or for a run made before that file
+existed :func:`coolcore.evaluate.tables.ablation_summary` of its predictions (the
+same numbers as the run's ``table.md``), and prints one Markdown row per method: the paper's macro-F1 (Zhang et al. 2020,
 Table I: TNG300 maps, ImageNet initialisation, 10 folds), ours with its 95%
 cluster-bootstrap interval, the paired difference to ``baseline`` with its
 interval, per-class F1, the number of repeats behind the figure, and the wall
 time of the first repeat's cross-validation (the sum of its folds' ``seconds``).
-``tests/test_results.py`` checks that the README holds exactly this output.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from coolcore import CLASS_NAMES
-from coolcore.evaluate.metrics import ablation_summary, difference_text
-from coolcore.train.experiments import _method_dir, load_ablation_results
+from coolcore.evaluate.tables import difference_text
+from coolcore.runs.folder import RunFolder
 
 PAPER_TABLE_I = {
     "baseline": 0.803,
@@ -42,14 +40,14 @@ def _mean_std(mean: float, std: float, n: int) -> str:
 
 def cv_minutes(run: Path, method: str) -> float | None:
     """Wall time of ``method``'s first repeat: its folds' seconds summed, in minutes."""
-    folds = sorted((run / _method_dir(method) / "rep_00").glob("fold_*/fold.json"))
-    if not folds:
-        return None
-    return sum(json.loads(f.read_text())["seconds"] for f in folds) / 60
+    rep = RunFolder(run).method_run(method, 0)
+    infos = [rep.read_fold_info(k) for k in sorted(rep.fold_dirs())]
+    seconds = [info["seconds"] for info in infos if info is not None]
+    return sum(seconds) / 60 if seconds else None
 
 
 def readme_table(run: Path) -> str:
-    summary = ablation_summary(load_ablation_results(run))
+    summary = RunFolder(run).ablation_summary()
     header = [
         "method",
         "paper (TNG300)",

@@ -195,6 +195,43 @@ def _negative_t_cool(data, work):
     edit_catalog(data, lambda df: df.assign(t_cool_gyr=df["t_cool_gyr"].where(df.index != 2, "-3")))
 
 
+def _two_labels_in_a_cluster(data, work):
+    def relabel(df):
+        other = next(c for c in ("CC", "WCC", "NCC") if c != df.loc[0, "label"])
+        return df.assign(label=df["label"].where(df.index != 1, other))
+
+    edit_catalog(data, relabel)
+
+
+def _pixel_kpc(value: str):
+    def make(data, work):
+        edit_catalog(
+            data, lambda df: df.assign(pixel_kpc=df["pixel_kpc"].where(df.index != 3, value))
+        )
+
+    return make
+
+
+def _listed_map_is_a_folder(data, work):
+    (data / "images" / "c0001_y.fits").unlink()
+    (data / "images" / "c0001_y.fits").mkdir()
+
+
+def _listed_map_is_a_symlink_loop(data, work):
+    target = data / "images" / "c0001_y.fits"
+    target.unlink()
+    target.symlink_to(data / "images" / "loop.fits")
+    (data / "images" / "loop.fits").symlink_to(target)
+
+
+def _config_not_utf8(data, work):
+    (work / "bad.yaml").write_bytes(b"train:\n  epochs: 3 # \xff\xfe\n")
+
+
+def _a_file(data, work):
+    (work / "sim").write_text("a file, not a folder\n")
+
+
 def _no_catalog(data, work):
     (data / "catalog.csv").unlink()
 
@@ -241,7 +278,7 @@ CASES: dict[str, Case] = {
     "map: truncated FITS": Case(_truncated_map, CV, 1, ["c0000_x.fits", "truncated"]),
     "map: NaN only": Case(_nan_map, CV, 1, ["c0000_x.fits", "no finite positive pixel"]),
     "map: negative only": Case(_negative_map, CV, 1, ["c0000_x.fits", "no finite positive pixel"]),
-    "map: 3-D cube": Case(_cube_map, CV, 1, ["c0000_x.fits", "3-D cube"]),
+    "map: 3-D cube": Case(_cube_map, CV, 1, ["c0000_x.fits", "3-D cube", "not a 2-D map"]),
     "map: smaller than the crop": Case(
         _small_map, CV, 1, ["c0000_x.fits", "smaller than the crop"]
     ),
@@ -267,6 +304,24 @@ CASES: dict[str, Case] = {
         [*CV, "--folds", "7"],
         1,
         ["catalog.csv", "clusters, fewer than the 7 folds"],
+    ),
+    "catalogue: a cluster with two labels": Case(
+        _two_labels_in_a_cluster,
+        CV,
+        1,
+        ["catalog.csv", "cluster '0' is labelled", "row 1", "row 2"],
+    ),
+    **{
+        f"catalogue: pixel_kpc {bad}": Case(
+            _pixel_kpc(bad), CV, 1, ["catalog.csv", f"pixel_kpc '{bad}' in row 4", "kpc"]
+        )
+        for bad in ("-5", "0", "inf", "abc")
+    },
+    "catalogue: a listed map is a folder": Case(
+        _listed_map_is_a_folder, CV, 1, ["catalog.csv", "c0001_y.fits", "is a folder"]
+    ),
+    "catalogue: a listed map is a symlink loop": Case(
+        _listed_map_is_a_symlink_loop, CV, 1, ["catalog.csv", "c0001_y.fits", "symlink loop"]
     ),
     "data: folder without catalog.csv": Case(_no_catalog, CV, 1, ["data", "catalog.csv"]),
     # ---- configs and DATA arguments (usage errors, exit 2)
@@ -308,6 +363,12 @@ CASES: dict[str, Case] = {
         ["cv", "{data}", "--config", "{work}/nowhere.yaml", "--out", "{run}"],
         2,
         ["nowhere.yaml", "neither a preset"],
+    ),
+    "config: not UTF-8": Case(
+        _config_not_utf8,
+        ["cv", "{data}", "--config", "{work}/bad.yaml", "--out", "{run}"],
+        2,
+        ["bad.yaml", "not a UTF-8 text file"],
     ),
     "config: --set without =": Case(
         _noop, [*CV, "--set", "train.epochs"], 2, ["--set train.epochs", "KEY=VALUE"]
@@ -355,6 +416,35 @@ CASES: dict[str, Case] = {
         ["simulate", "{work}/sim", "--clusters", "3", "--size", "32"],
         2,
         ["sim", "not empty", "--force"],
+        ["{work}/sim"],
+    ),
+    "output: simulate into a file": Case(
+        _a_file,
+        ["simulate", "{work}/sim", "--clusters", "3", "--size", "32"],
+        2,
+        ["sim", "exists and is not a folder"],
+        ["{work}/sim"],
+    ),
+    "args: simulate seed out of range": Case(
+        _noop,
+        ["simulate", "{work}/sim", "--clusters", "3", "--seed", "5000000000"],
+        2,
+        ["seed", "0..4294967295"],
+        ["{work}/sim"],
+    ),
+    "args: simulate size beyond memory": Case(
+        _noop,
+        ["simulate", "{work}/sim", "--clusters", "3", "--size", "1000000"],
+        2,
+        ["size=1000000", "GiB per worker", "use a smaller size"],
+        ["{work}/sim"],
+    ),
+    "args: simulate observation without counts": Case(
+        _noop,
+        ["simulate", "{work}/sim", "--clusters", "3", "--size", "32", "--observed"]
+        + ["--exposure-ks", "1e-9"],
+        2,
+        ["exposure_ks=1e-09", "no counts"],
         ["{work}/sim"],
     ),
     "output: predictions CSV exists": Case(

@@ -21,17 +21,16 @@ from torchvision.models import ResNet18_Weights
 from torchvision.ops import roi_align
 
 from coolcore.bench import suite as bench
-from coolcore.bench.suite import (
+from coolcore.bench.networks import network_flops
+from coolcore.bench.slow import bench_cv_memory, bench_simulate
+from coolcore.bench.suite import format_table, run_bench, write_json
+from coolcore.bench.timing import (
     Setting,
-    bench_simulate,
-    format_table,
     gemm_flops,
     model_flops,
     paired_ratio,
     resnet18_flops,
-    run_bench,
     time_interleaved,
-    write_json,
 )
 from coolcore.cli.bench import main as bench_main
 from coolcore.nn.masks import crop_and_resize, profile_boxes, threshold_profiles
@@ -72,7 +71,7 @@ def test_training_flops_are_three_forwards_less_the_first_convolution_input_grad
     # Backward of a convolution or linear layer costs two forwards (input and
     # weight gradients); the first convolution needs no input gradient.
     size = 64
-    f = bench.network_flops(Setting("t", size, 2, None))
+    f = network_flops(Setting("t", size, 2, None))
     conv1 = 2 * 64 * 3 * 7 * 7 * (size // 2) ** 2 / 1e9
     assert f["resnet18_infer"] == pytest.approx(resnet18_flops(size) / 1e9, rel=1e-12)
     assert f["resnet18_train"] == pytest.approx(3 * f["resnet18_infer"] - conv1, rel=1e-9)
@@ -172,7 +171,7 @@ def test_simulate_timing_reports_the_sample(tmp_path) -> None:
 @pytest.mark.slow
 def test_cv_memory_of_a_tiny_run(tmp_path) -> None:
     bench_simulate(tmp_path / "data", n_clusters=30, size_px=64, workers=1)
-    info = bench.bench_cv_memory(
+    info = bench_cv_memory(
         tmp_path / "data",
         overrides=[
             "train.epochs=1",

@@ -74,3 +74,48 @@ def test_yaml_file_with_unknown_key(tmp_path):
         load_config(str(path))
     with pytest.raises(UsageError, match="neither a preset"):
         load_config(str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize(
+    "value, stored",
+    [("32", "32"), ("auto", "auto"), ("bf16-mixed", "bf16-mixed"), ("16-mixed", "16-mixed")],
+)
+def test_precision_values(value, stored):
+    assert load_config("cpu", [f"train.precision={value}"])["train"]["precision"] == stored
+    with pytest.raises(UsageError, match="train.precision='fp16': must be one of auto, 32"):
+        load_config("cpu", ["train.precision=fp16"])
+
+
+@pytest.mark.parametrize(
+    "key, value, problem",
+    [
+        ("variant", "resnet", "must be one of baseline, att, gauss, att+gauss, all"),
+        ("combine", "or", "must be one of union, intersection"),
+        ("tau1", 1.5, "must lie in [0.0, 1.0]"),
+        ("tau2", -0.25, "must lie in [0.0, 1.0]"),
+        ("tau1", "high", "must be a number"),
+        ("lam", 0, "must lie in [1e-06, 1000000.0]"),
+        ("aux_size", 16, "must lie in [32, 4096]"),
+        ("center_smoothing", 2, "must be 0 or odd"),
+        ("center_smoothing", 1.5, "must be an integer"),
+    ],
+)
+def test_config_and_network_apply_the_same_rules(key, value, problem):
+    """One rule, two callers: the run config (at the edge) and the network itself."""
+    from coolcore.nn.model import MultiBranchAttentionNet
+
+    shown = value if isinstance(value, int | float) else repr(value)
+    with pytest.raises(UsageError) as from_config:
+        load_config("cpu", [f"model.{key}={value}"])
+    assert str(from_config.value) == f"config model.{key}={shown}: {problem}"
+    with pytest.raises(UsageError) as from_network:
+        MultiBranchAttentionNet(**{key: value})
+    assert str(from_network.value) == f"{key}={shown}: {problem}"
+
+
+def test_good_model_values_pass_both():
+    from coolcore.nn.model import build_network
+
+    cfg = load_config("cpu", ["model.center_smoothing=5", "model.tau1=0", "model.tau2=1"])
+    net = build_network(cfg)
+    assert (net.center_smoothing, net.tau1, net.tau2, net.aux_size) == (5, 0.0, 1.0, 64)

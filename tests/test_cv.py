@@ -1,6 +1,7 @@
 """End to end: simulate a tiny sample, cross-validate, resume, ablate; check the numbers."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -118,10 +119,181 @@ def test_ablation_table(sample, tmp_path, capsys):
         assert (pred.set_index("image_id")["fold"] == folds.loc[pred["image_id"]].to_numpy()).all()
     assert "baseline" in capsys.readouterr().out
     # the table is recomputed from the files the run folder keeps
-    from coolcore.evaluate.metrics import ablation_table
+    from coolcore.evaluate.tables import ablation_table
     from coolcore.train.experiments import load_ablation_results
 
     results = load_ablation_results(run)
     assert list(results)[:2] == ["c_SB (literature)", "c_SB (fit)"]
     assert list(results)[-2:] == ["baseline", "gauss"]
     assert ablation_table(results) + "\n" == table
+
+
+# --------------------------------------------------------------------------- integrity
+def _tree(path):
+    import hashlib
+
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def data_copy(sample, tmp_path):
+    import shutil
+
+    return shutil.copytree(sample, tmp_path / "data", ignore=shutil.ignore_patterns(".coolcore*"))
+
+
+def test_run_records_its_inputs_and_code(cv_run, sample):
+    import hashlib
+    import subprocess
+
+    record = json.loads((cv_run / "run.json").read_text())
+    catalog = (sample / "catalog.csv").read_bytes()
+    assert record["catalog_checksum"] == hashlib.sha256(catalog).hexdigest()
+    assert len(record["data_checksum"]) == 64
+    head = subprocess.run(
+        ["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+    )
+    if head.returncode == 0:
+        assert record["git_commit"] == head.stdout.strip()
+        assert isinstance(record["git_dirty"], bool)
+    else:
+        assert record["git_commit"] is None and record["git_dirty"] is None
+    assert not (cv_run / ".lock").exists()
+
+
+@pytest.mark.parametrize("out", ["{data}", "{data}/run", "{data}/images/run"])
+@pytest.mark.parametrize("force", [False, True])
+def test_out_inside_data_refused_and_data_unchanged(data_copy, out, force, capsys):
+    before = _tree(data_copy)
+    argv = ["cv", str(data_copy), *TINY, "--out", out.format(data=data_copy)]
+    assert main(argv + (["--force"] if force else [])) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "outputs never go into inputs" in err
+    assert _tree(data_copy) == before
+
+
+def _resumable(cv_run, tmp_path):
+    """A copy of the finished run, renamed RUN.partial (every fold done, not finalised)."""
+    import shutil
+
+    partial = tmp_path / "again.partial"
+    shutil.copytree(cv_run, partial, ignore=shutil.ignore_patterns("checkpoints"))
+    return partial, tmp_path / "again"
+
+
+@pytest.mark.parametrize(
+    "change, what",
+    [
+        ("catalogue", "another catalogue"),
+        ("map", "other maps"),
+        ("config", "another config (keys train.epochs)"),
+    ],
+)
+def test_resume_with_changed_inputs_refused(cv_run, data_copy, tmp_path, change, what, capsys):
+    partial, run = _resumable(cv_run, tmp_path)
+    args = [*TINY, "--variant", "all"]
+    if change == "catalogue":  # drop the last row
+        lines = (data_copy / "catalog.csv").read_text().splitlines(keepends=True)
+        (data_copy / "catalog.csv").write_text("".join(lines[:-3]))
+    elif change == "map":
+        victim = sorted((data_copy / "images").glob("*.fits"))[4]
+        raw = bytearray(victim.read_bytes())
+        raw[-1] ^= 1
+        victim.write_bytes(bytes(raw))
+    else:
+        args += ["--epochs", "2"]
+    before = _tree(partial)
+    assert main(["cv", str(data_copy), *args, "--resume", "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"was started with {what};" in err[0] and "--force" in err[0]
+    assert _tree(partial) == before and not run.exists()
+
+
+def test_resume_same_inputs_takes_over_a_stale_lock(cv_run, sample, tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+
+    partial, run = _resumable(cv_run, tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock = {"pid": dead.pid, "host": socket.gethostname()}
+    (partial / ".lock").write_text(json.dumps(lock))
+    assert main(["cv", str(sample), *TINY, "--variant", "all", "--resume", "--out", str(run)]) == 0
+    assert f"stale lock of process {dead.pid}" in capsys.readouterr().err
+    assert run.is_dir() and not partial.exists() and not (run / ".lock").exists()
+
+
+def test_second_writer_refused(cv_run, sample, tmp_path, capsys):
+    import socket
+    import subprocess
+    import sys
+
+    partial, run = _resumable(cv_run, tmp_path)
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = {"pid": owner.pid, "host": socket.gethostname()}
+        (partial / ".lock").write_text(json.dumps(lock))
+        before = _tree(partial)
+        for extra in (["--resume"], ["--force"]):
+            argv = ["cv", str(sample), *TINY, "--variant", "all", *extra, "--out", str(run)]
+            assert main(argv) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and f"another coolcore process (pid {owner.pid}" in err[0]
+        assert _tree(partial) == before
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+def test_export_refuses_an_unfinished_run(cv_run, tmp_path):
+    import shutil
+
+    from coolcore.apps.export import export_model
+    from coolcore.errors import UsageError
+
+    partial = tmp_path / "cv.partial"
+    shutil.copytree(cv_run, partial)
+    shutil.rmtree(partial / "fold_02")
+    with pytest.raises(UsageError, match=r"unfinished run \(2 of 3 folds done\); finish it with"):
+        export_model(partial, tmp_path / "model")
+    with pytest.raises(UsageError, match=r"--resume`$"):
+        export_model(partial, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+    with pytest.raises(UsageError, match="the output lies inside the input"):
+        export_model(cv_run, cv_run / "model")
+
+
+def test_export_modes_and_meta_checksum(cv_run, tmp_path):
+    import hashlib
+    import os
+    import stat
+
+    from coolcore.apps.export import export_model
+    from coolcore.errors import UsageError
+
+    old = os.umask(0o022)
+    try:
+        model = export_model(cv_run, tmp_path / "model")
+    finally:
+        os.umask(old)
+    for path in model.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path.name
+    meta = json.loads((model / "model.json").read_text())
+    rest = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    text = json.dumps(rest, sort_keys=True, separators=(",", ":"))
+    assert meta["meta_sha256"] == hashlib.sha256(text.encode()).hexdigest()
+    # --force replaces a model folder, never a folder export did not write
+    export_model(cv_run, model, fold=0, force=True)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    with pytest.raises(UsageError, match="not a model folder"):
+        export_model(cv_run, other, force=True)
+    assert (other / "keep.txt").read_text() == "x"

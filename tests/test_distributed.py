@@ -153,7 +153,8 @@ def test_ddp_validation_score_counts_every_map_once(data, ddp):
     """The logged best validation macro-F1 is that of the best checkpoint on the whole
     validation part (recomputed in one process with scikit-learn)."""
     from coolcore.train.experiments import load_data
-    from coolcore.train.training import as_tensor_images, load_module, predict_probs
+    from coolcore.train.loaders import as_tensor_images
+    from coolcore.train.module import load_module, predict_probs
 
     cfg = json.loads((ddp / "run.json").read_text())["config"]
     before = torch.get_num_threads()

@@ -1,4 +1,5 @@
-"""Tests of coolcore.evaluate.metrics against scikit-learn, hand calculations and brute force."""
+"""Tests of coolcore.evaluate (metrics, intervals, paired, tables) against scikit-learn, hand
+calculations and brute force."""
 
 from __future__ import annotations
 
@@ -21,16 +22,14 @@ from sklearn.metrics import (
 from coolcore import CLASS_NAMES
 from coolcore.errors import DataError, UsageError
 from coolcore.evaluate.metrics import (
-    ablation_summary,
-    ablation_table,
     compute_metrics,
     index_to_labels,
     labels_to_index,
-    paired_difference,
     scores_from_confusion,
     summarise_repeats,
-    sweep_table,
 )
+from coolcore.evaluate.paired import paired_difference
+from coolcore.evaluate.tables import ablation_summary, ablation_table, sweep_table
 
 LABELS = list(CLASS_NAMES)
 

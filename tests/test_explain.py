@@ -11,7 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.io import fits
-from test_inference import PIXEL_KPC, SIZE, beta_map, run_cli, trained_run
+from test_inference import (
+    CROP,
+    PIXEL_KPC,
+    SIZE,
+    beta_map,
+    reference_predict,
+    run_cli,
+    trained_run,
+)
 
 from coolcore import CLASS_NAMES
 from coolcore.errors import DataError, UsageError
@@ -61,13 +69,41 @@ def test_one_png_per_map_and_error_rows(model, built, tmp_path):
     assert (ok[["box_x1", "box_y1"]].to_numpy() <= SIZE - 1).all()
 
 
-def test_explain_chooses_the_fold_model(model, built, tmp_path):
+@pytest.fixture(scope="module")
+def fold_nets(built):
+    """The fold networks read straight from the Lightning checkpoints (the training path)."""
+    from coolcore.train.module import load_module
+
+    return [
+        load_module(built["run"] / f"fold_{k:02d}" / "checkpoints" / "best.ckpt").net.eval()
+        for k in range(3)
+    ]
+
+
+def test_explain_chooses_the_fold_model(model, built, fold_nets, tmp_path):
+    """The maps drawn are fold K's: its probabilities and box, computed here from its checkpoint."""
     from coolcore.apps.explain import explain_maps
 
-    f = sorted(built["data"].glob("*.fits"))[:1]
-    explain_maps(model, f, tmp_path / "k2", fold=2)
+    f = sorted(built["data"].glob("*.fits"))[:2]
+    probs = {k: [] for k in range(3)}
+    for path in f:
+        p, b = reference_predict(fold_nets, fits.getdata(path).astype(np.float64), CROP)
+        for k in range(3):
+            probs[k].append((p[k], b[k]))
+    for k in (2, 0):
+        frame = explain_maps(model, f, tmp_path / f"k{k}", fold=k)
+        assert (frame["fold"] == k).all()
+        fold_p = frame[[f"fold_p_{c}" for c in CLASS_NAMES]].to_numpy()
+        fold_box = frame[["fold_box_x0", "fold_box_y0", "fold_box_x1", "fold_box_y1"]].to_numpy()
+        np.testing.assert_allclose(fold_p, [p for p, _ in probs[k]], atol=1e-5)
+        np.testing.assert_array_equal(fold_box, [b for _, b in probs[k]])
+        other = 0 if k == 2 else 2  # the folds disagree, so the check tells them apart
+        assert np.abs(fold_p - [p for p, _ in probs[other]]).max() > 1e-3
+        written = pd.read_csv(tmp_path / f"k{k}" / "explanations.csv")
+        np.testing.assert_allclose(written[[f"fold_p_{c}" for c in CLASS_NAMES]], fold_p, atol=1e-6)
     with pytest.raises(UsageError, match="--fold 5: the model holds folds 0, 1, 2"):
         explain_maps(model, f, tmp_path / "k5", fold=5)
+    assert not (tmp_path / "k5").exists()
 
 
 def test_baseline_model_has_no_crop_and_whole_box(model, tmp_path):
@@ -181,3 +217,27 @@ def test_cli_explain_maps_and_run(built, tmp_path, capsys):
         == 0
     )
     assert (tmp_path / "grid" / "grid.png").is_file()
+
+
+def test_run_grid_refuses_a_truncated_predictions_table(built, tmp_path, capsys):
+    from coolcore.apps.explain import explain_run
+
+    run = light_copy(built["run"], tmp_path / "run")
+    path = run / "predictions.csv"
+    text = path.read_text()
+    lines = text.splitlines(keepends=True)
+    mid_row = sum(len(line) for line in lines[:10]) + 9  # nine characters into row 10
+    for cut, pattern in (
+        (mid_row, r"row 11 \(image_id .*\) has a missing or invalid value"),
+        (text.index(",p_CC") + 3, "no column '"),
+        (len(lines[0]), "no rows"),
+        (0, "not a readable predictions table"),
+    ):
+        path.write_text(text[:cut])
+        with pytest.raises(DataError, match=pattern) as info:
+            explain_run(run, tmp_path / "g")
+        assert "\n" not in str(info.value) and not (tmp_path / "g").exists()
+    path.write_text(text[:mid_row])
+    assert run_cli(["explain", run, "--out", tmp_path / "g", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "predictions.csv: row 11" in err

@@ -2,14 +2,13 @@
 
 The fixture is a small cv run built the way ``coolcore cv`` lays it out (run.json
 by the real record writer, Lightning-style checkpoints, per-fold predictions from
-``coolcore.train.training.predict_probs``, merged by ``finalise_cv``) with untrained
+``coolcore.train.module.predict_probs``, merged by ``finalise_cv``) with untrained
 64-pixel networks, so it takes seconds.  Other test files import
 :func:`trained_run` and :func:`run_cli` from here.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -81,28 +80,28 @@ def _write_data(folder: Path) -> Path:
 
 def _write_run(data: Path, run: Path) -> None:
     """A finished cv run folder with untrained (but input-sensitive) fold networks."""
-    from coolcore.runs.folder import atomic_write_csv, atomic_write_json
+    from coolcore.runs.atomic import atomic_write_csv, atomic_write_json
+    from coolcore.runs.folder import RunFolder
+    from coolcore.runs.record import make_run_record
     from coolcore.train.config import load_config
-    from coolcore.train.experiments import (
-        _write_run_record,
+    from coolcore.train.fit import predictions_frame
+    from coolcore.train.loaders import as_tensor_images
+    from coolcore.train.module import ClusterClassifier, predict_probs
+    from coolcore.train.protocol import (
+        catalog_checksum,
         finalise_cv,
         folds_frame,
         load_data,
         make_folds,
     )
-    from coolcore.train.training import (
-        ClusterClassifier,
-        as_tensor_images,
-        predict_probs,
-        predictions_frame,
-    )
 
     cfg = load_config("demo", OVERRIDES)
     dataset = load_data(data, cfg, progress=False)
-    folds = make_folds(dataset, cfg)
+    folds = make_folds(dataset, cfg, data)
     partial = run.with_name(run.name + ".partial")
     partial.mkdir(parents=True)
-    _write_run_record(partial, cfg, dataset, data, kind="cv")
+    record = make_run_record(cfg, dataset, data, kind="cv", catalog_checksum=catalog_checksum(data))
+    RunFolder(partial).write_record(record)
     atomic_write_csv(partial / "folds.csv", folds_frame(dataset, folds))
     images = as_tensor_images(dataset.images)
     for k, (_, _, test_idx) in enumerate(folds):
@@ -164,32 +163,10 @@ def trained_run(base: Path) -> dict:
 
 
 def run_cli(argv: list[str]) -> int:
-    """``coolcore.cli.main.main`` with the inference commands registered (until cli.py wires them)."""
-    from coolcore.cli import main as cli
-    from coolcore.cli.inference import add_inference_commands
+    """``coolcore.cli.main.main`` in this process (arguments turned into text); the exit status."""
+    from coolcore.cli.main import main
 
-    original = cli.build_parser
-
-    def build():
-        parser = original()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "predict" not in sub.choices:
-            add_inference_commands(sub)
-        return parser
-
-    cli.build_parser = build
-    try:
-        return cli.main([str(a) for a in argv])
-    finally:
-        cli.build_parser = original
-
-
-def _registered() -> bool:
-    from coolcore.cli.main import build_parser
-
-    parser = build_parser()
-    sub = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    return bool(sub) and "predict" in sub[0].choices
+    return main([str(a) for a in argv])
 
 
 @pytest.fixture(scope="session")
@@ -207,7 +184,7 @@ def model(built):
 @pytest.fixture(scope="session")
 def fold_nets(built):
     """The fold networks read straight from the Lightning checkpoints (the training path)."""
-    from coolcore.train.training import load_module
+    from coolcore.train.module import load_module
 
     return [
         load_module(built["run"] / f"fold_{k:02d}" / "checkpoints" / "best.ckpt").net.eval()
@@ -217,7 +194,7 @@ def fold_nets(built):
 
 def reference_predict(nets, image: np.ndarray, window: int):
     """Independent pipeline: centre crop + preprocess_image + each fold net, by hand."""
-    from coolcore.data.preprocess import PreprocessConfig, preprocess_image
+    from coolcore.data.transforms import PreprocessConfig, preprocess_image
 
     x = preprocess_image(image, PreprocessConfig(crop=window, size=SIZE))
     t = torch.from_numpy(x)[None, None]
@@ -356,6 +333,17 @@ def _copy_model(built, tmp_path) -> Path:
     return dst
 
 
+def write_meta(model_dir: Path, meta: dict, *, reseal: bool = True) -> None:
+    """Write ``model.json``; with ``reseal`` its ``meta_sha256`` is recomputed (by hand) as
+    the exporter does, so that only the other checks can refuse it."""
+    meta = dict(meta)
+    if reseal and "meta_sha256" in meta:
+        rest = {k: v for k, v in meta.items() if k != "meta_sha256"}
+        text = json.dumps(rest, sort_keys=True, separators=(",", ":"))
+        meta["meta_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    (model_dir / "model.json").write_text(json.dumps(meta, indent=2))
+
+
 def test_tampered_truncated_missing_weights_are_refused(built, tmp_path):
     from coolcore.apps.inference import load_model
 
@@ -388,13 +376,13 @@ def test_corrupt_safetensors_with_matching_hash_is_refused(built, tmp_path):
     f = m / "fold_00.safetensors"
     f.write_bytes(f.read_bytes()[:5000])
     meta["weights"]["fold_00.safetensors"] = hashlib.sha256(f.read_bytes()).hexdigest()
-    (m / "model.json").write_text(json.dumps(meta))
+    write_meta(m, meta)
     with pytest.raises(DataError, match="fold_00.safetensors: not a readable safetensors file"):
         load_model(m)
 
     save_file({"something.else": torch.zeros(3)}, str(f))  # valid file, wrong network
     meta["weights"]["fold_00.safetensors"] = hashlib.sha256(f.read_bytes()).hexdigest()
-    (m / "model.json").write_text(json.dumps(meta))
+    write_meta(m, meta)
     with pytest.raises(DataError, match="fold_00.safetensors: weights do not fit the network"):
         load_model(m)
 
@@ -428,7 +416,7 @@ def test_fold_model_reproduces_the_runs_test_predictions(built, tmp_path):
         m = load_model(export_model(built["run"], tmp_path / f"f{k}", fold=k), device="cpu")
         expected = run_preds[run_preds["fold"] == k].set_index("image_id")
         items = [it for it in collect_inputs(catalog=catalog) if it.image_id in expected.index]
-        got = m._predict_items(items).set_index("image_id").loc[expected.index]
+        got = m.predict(items).set_index("image_id").loc[expected.index]
         for c in CLASS_NAMES:
             np.testing.assert_allclose(got[f"p_{c}"], expected[f"p_{c}"], atol=2e-6)
         assert (got["predicted"] == expected["predicted"]).all()
@@ -753,7 +741,6 @@ def test_cli_predict_failures_exit_1_with_summary(built, tmp_path, capsys):
     assert "not a model folder" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not _registered(), reason="cli.py does not register `predict` yet")
 def test_predict_help_from_the_installed_command():
     exe = Path(sys.executable).with_name("coolcore")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "coolcore.cli.main"]
@@ -777,7 +764,161 @@ def test_real_cv_run_exports_and_predicts(tmp_path):
     items = [
         it for it in collect_inputs(catalog=data / "catalog.csv") if it.image_id in expected.index
     ]
-    got = m._predict_items(items).set_index("image_id").loc[expected.index]
+    got = m.predict(items).set_index("image_id").loc[expected.index]
     np.testing.assert_allclose(
         got[["p_CC", "p_WCC", "p_NCC"]], expected[["p_CC", "p_WCC", "p_NCC"]], atol=2e-6
     )
+
+
+# --------------------------------------------------------------------------- the batch API
+def test_predict_batches_yields_inputs_fold_numbers_and_explanations(model, built, tmp_path):
+    files = [*sorted(built["data"].glob("*.fits"))[:5], tmp_path / "absent.fits"]
+    whole = model.predict(files)
+    with pytest.raises(UsageError, match="--fold 7: the model holds folds 0, 1, 2"):
+        model.predict_batches(files, explain_fold=7)  # refused at once, before any batch
+    with pytest.raises(UsageError, match="batch size 0"):
+        model.predict_batches(files, batch_size=0)
+    batches = list(model.predict_batches(files, batch_size=2, explain_fold=1))
+    assert [b.start for b in batches] == [0, 2, 4]
+    assert batches[-1].ok == [0] and "no such file" in batches[-1].errors[1]
+    for b in batches:
+        assert b.fold_probs.shape == (3, len(b.ok), 3) and b.images.shape == (len(b.ok), SIZE, SIZE)
+        got = whole.loc[b.rows]
+        np.testing.assert_allclose(b.probs, got[["p_CC", "p_WCC", "p_NCC"]], atol=1e-6)
+        np.testing.assert_allclose(b.boxes, got[["box_x0", "box_y0", "box_x1", "box_y1"]])
+        np.testing.assert_allclose(b.spread, got["spread"], atol=1e-6)
+        # the explanation is fold 1's network (the model's second) on the same inputs
+        ex = b.explanation
+        np.testing.assert_allclose(
+            ex.output.logits.softmax(1).double().numpy(), b.fold_probs[1], atol=1e-5
+        )
+        np.testing.assert_array_equal(ex.boxes.numpy(), b.fold_boxes[1])
+        assert not np.allclose(b.fold_probs[1], b.fold_probs[0], atol=1e-3)
+
+
+def _tiny_model(model, seed: int = 3):
+    """Two untrained ``all`` networks on 32-pixel inputs: their CAM is 1 x 1."""
+    from coolcore.apps.inference import TrainedModel
+    from coolcore.nn.model import MultiBranchAttentionNet
+
+    torch.manual_seed(seed)
+    nets = []
+    for _ in range(2):
+        net = MultiBranchAttentionNet("all", aux_size=32)  # lam 25, tau 0.7, no smoothing
+        with torch.no_grad():
+            for head in (net.head_primary, net.head_fusion):
+                head.weight.mul_(40.0)
+        nets.append(net)
+    meta = json.loads(json.dumps(model.meta))
+    meta["preprocess"].update(size=32, input_size=32)
+    meta["folds"] = [0, 1]
+    return TrainedModel(nets, meta, Path("."), device="cpu")
+
+
+def _gaussian_box(image: np.ndarray, lam: float = 25.0, tau: float = 0.7) -> list[int]:
+    """The box of ``H2 >= tau`` by hand: H2 is separable, so a row (column) holds a pixel
+    above tau where its own factor, which peaks at 1 at the brightest pixel, is."""
+    s = image.shape[0]
+    y, x = np.unravel_index(np.argmax(image), image.shape)  # first maximum, row-major
+    sigma = s / np.sqrt(lam)
+    idx = np.arange(s)
+    cols = np.flatnonzero(np.exp(-((idx - x) ** 2) / (2 * sigma**2)) >= tau)
+    rows = np.flatnonzero(np.exp(-((idx - y) ** 2) / (2 * sigma**2)) >= tau)
+    return [cols[0], rows[0], cols[-1], rows[-1]]
+
+
+def test_32px_predictions_do_not_depend_on_the_batch(model):
+    """A 32-px input gives a 1 x 1 CAM: flat, so no CAM mask, and the union is the Gaussian's.
+
+    Before, min-max normalisation stretched its upsampling noise (1e-7) to [0, 1]
+    and the box, hence the probabilities, changed with the batch size."""
+    from coolcore.data.inputs import as_inputs
+
+    tiny = _tiny_model(model)
+    rng = np.random.default_rng(11)
+    images = np.stack(
+        [beta_map(rng.uniform(2, 30), seed=50 + i, centre=rng.uniform(48, 80)) for i in range(32)]
+    )
+    one = tiny.predict(images, batch_size=1, pixel_kpc=PIXEL_KPC)
+    many = tiny.predict(images, batch_size=32, pixel_kpc=PIXEL_KPC)
+    probs = ["p_CC", "p_WCC", "p_NCC"]
+    boxes = ["box_x0", "box_y0", "box_x1", "box_y1"]
+    assert np.abs(one[probs].to_numpy() - many[probs].to_numpy()).max() < 1e-5
+    assert (one[boxes].to_numpy() == many[boxes].to_numpy()).all()
+    inputs = tiny.prepare(as_inputs(images, PIXEL_KPC)).images
+    expected = np.array([_gaussian_box(x) for x in inputs], dtype=float)
+    np.testing.assert_array_equal(many[boxes].to_numpy(), expected)
+    assert len(np.unique(expected, axis=0)) > 3  # the boxes follow the maps
+
+
+# --------------------------------------------------------------------------- model.json checks
+def test_model_json_is_sealed_complete_and_consistent(built, tmp_path):
+    from coolcore.apps.inference import load_model
+
+    m = _copy_model(built, tmp_path)
+    meta = json.loads((m / "model.json").read_text())
+    assert "meta_sha256" in meta  # the exporter seals it
+
+    def refused(new: dict, pattern: str, *, reseal: bool = True) -> None:
+        write_meta(m, new, reseal=reseal)
+        with pytest.raises(DataError, match=pattern) as info:
+            load_model(m, device="cpu")
+        assert "\n" not in str(info.value) and str(info.value).startswith(str(m / "model.json"))
+
+    edited = json.loads(json.dumps(meta))
+    edited["preprocess"]["input_size"] = 48  # by hand: changes every prediction
+    refused(edited, "does not match its meta_sha256", reseal=False)
+    # a model folder exported before the seal existed: accepted, and checked all the same
+    old = {k: v for k, v in meta.items() if k != "meta_sha256"}
+    write_meta(m, old)
+    x = beta_map(6.0, seed=21)
+    sealed = load_model(built["model"], device="cpu").predict(x, pixel_kpc=PIXEL_KPC)
+    unsealed = load_model(m, device="cpu").predict(x, pixel_kpc=PIXEL_KPC)
+    assert sealed.drop(columns="file").equals(unsealed.drop(columns="file"))
+    edited = json.loads(json.dumps(old))
+    edited["preprocess"]["input_size"] = 48
+    refused(edited, r"input_size 48 does not follow from its crop 96 and size 64")
+    edited["preprocess"]["size"] = 48
+    refused(edited, r"preprocess size=48 differs from the run config's 64")
+    edited = json.loads(json.dumps(old))
+    edited["network"]["tau1"] = 0.2
+    refused(edited, r"network tau1=0.2 differs from the run config's 0.7")
+    # incomplete or inconsistent, even when sealed again
+    refused({k: v for k, v in meta.items() if k != "variant"}, "missing key 'variant'")
+    refused({**meta, "folds": []}, "'folds' is empty")
+    refused({**meta, "folds": [0, 0]}, "lists a fold twice")
+    refused({**meta, "variant": "att"}, "variant 'att' differs from the network's 'all'")
+    refused({**meta, "variant": "huge"}, "variant 'huge' is not one of")
+    refused({**meta, "folds": [0, 1]}, "'weights' lists fold_02.safetensors, which is not one")
+    refused({**meta, "folds": [0, 1, 2, 3]}, "no SHA-256 listed for fold_03.safetensors")
+    refused({**meta, "training_data": {"pixel_kpc": -5}}, "must be positive numbers")
+    refused({**meta, "preprocess": {**meta["preprocess"], "scaling": "dataset"}}, "log_range")
+
+
+def test_cli_refuses_a_bad_model_or_device_before_writing(built, tmp_path, capsys):
+    m = _copy_model(built, tmp_path)
+    meta = json.loads((m / "model.json").read_text())
+    f = sorted(built["data"].glob("*.fits"))[0]
+    out = tmp_path / "p.csv"
+
+    def fails(argv: list, code: int, text: str) -> None:
+        assert run_cli(argv) == code
+        err = capsys.readouterr().err
+        assert text in err and err.count("\n") == 1 and "Traceback" not in err, err
+        assert not out.exists() and not (tmp_path / "ex").exists()
+
+    for bad, text in (
+        ({k: v for k, v in meta.items() if k != "variant"}, "missing key 'variant'"),
+        ({**meta, "folds": []}, "'folds' is empty"),
+    ):
+        write_meta(m, bad)
+        fails(["predict", m, f, "--out", out, "--no-progress"], 1, text)
+        fails(["explain", m, f, "--out", tmp_path / "ex", "--no-progress"], 1, text)
+    model = built["model"]
+    for cmd in (
+        ["predict", model, f, "--out", out],
+        ["explain", model, f, "--out", tmp_path / "ex"],
+    ):
+        fails([*cmd, "--device", "nonsense"], 2, "--device nonsense: not a device name")
+        gpu = "cuda:99" if torch.cuda.is_available() else "cuda"
+        fails([*cmd, "--device", gpu], 2, f"--device {gpu}: ")

@@ -1,4 +1,5 @@
-"""Tests of coolcore.data.io: maps in every format, catalogues, and every error path."""
+"""Tests of coolcore.data.images, .formats and .catalog: maps in every format, catalogues,
+and every error path."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 from astropy.io import fits
 from PIL import Image
 
-from coolcore.data import io as cio
+from coolcore.data.catalog import read_catalog, resolve_data, write_catalog
+from coolcore.data.images import image_header_info, read_image
 from coolcore.errors import CatalogError, ImageError, UsageError
 
 RNG = np.random.default_rng(12345)
@@ -25,7 +27,7 @@ def _assert_image_error(path: Path | str, match: str, **kwargs) -> ImageError:
     For an HDF5 ``file.h5:dataset`` the message may start with the file alone.
     """
     with pytest.raises(ImageError) as info:
-        cio.read_image(path, **kwargs)
+        read_image(path, **kwargs)
     msg = str(info.value)
     assert msg.startswith(str(path).split(".h5:")[0]), msg
     assert "\n" not in msg, msg
@@ -45,7 +47,7 @@ def test_fits_big_endian_float(tmp_path):
     data = (RNG.random((12, 10)) * 1e3).astype(">f4")
     assert data.dtype.byteorder == ">"
     fits.PrimaryHDU(data).writeto(tmp_path / "a.fits")
-    out = cio.read_image(tmp_path / "a.fits")
+    out = read_image(tmp_path / "a.fits")
     assert out.dtype == np.float64 and out.dtype.isnative and out.shape == (12, 10)
     np.testing.assert_array_equal(out, data.astype(np.float64))
 
@@ -64,7 +66,7 @@ def test_fits_written_by_hand_bscale_bzero_big_endian(tmp_path):
     ]
     (tmp_path / "s.fits").write_bytes(_raw_fits(cards, stored.astype(">i2").tobytes()))
     expected = 100.0 + 0.5 * stored.astype(np.float64)
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "s.fits"), expected)
+    np.testing.assert_array_equal(read_image(tmp_path / "s.fits"), expected)
 
 
 def test_fits_nonstandard_cards_need_lenient_reading(tmp_path):
@@ -89,8 +91,8 @@ def test_fits_nonstandard_cards_need_lenient_reading(tmp_path):
         hdul[0].header["FOO"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # and nothing leaks out as a warning
-        out = cio.read_image(path)
-        info = cio.image_header_info(path)
+        out = read_image(path)
+        info = image_header_info(path)
     np.testing.assert_array_equal(out, data.astype(np.float64))
     assert info["pixel_kpc"] == pytest.approx(3.9)
     assert info["bunit"] == "erg/s/cm2/arcsec2"
@@ -102,7 +104,7 @@ def test_fits_nan_border_is_kept(tmp_path):
     data[:2, :] = np.nan
     data[:, -1] = np.nan
     fits.PrimaryHDU(data.astype(np.float32)).writeto(tmp_path / "nan.fits")
-    out = cio.read_image(tmp_path / "nan.fits")
+    out = read_image(tmp_path / "nan.fits")
     np.testing.assert_array_equal(np.isnan(out), np.isnan(data))
     np.testing.assert_array_equal(out[2:, :-1], data[2:, :-1].astype(np.float32))
 
@@ -111,11 +113,12 @@ def test_fits_cube_needs_plane_and_squeezes_size1(tmp_path):
     cube = RNG.random((3, 8, 6)).astype(np.float32) + 0.1
     path = tmp_path / "cube.fits"
     fits.PrimaryHDU(cube).writeto(path)
-    _assert_image_error(path, "a 3-D cube of shape (3, 8, 6): choose a plane with --plane")
-    np.testing.assert_array_equal(cio.read_image(path, plane=1), cube[1])
+    err = _assert_image_error(path, "a 3-D cube of shape (3, 8, 6), not a 2-D map")
+    assert "--plane" not in str(err)  # no command has such an option
+    np.testing.assert_array_equal(read_image(path, plane=1), cube[1])
     _assert_image_error(path, "out of range", plane=3)
     fits.PrimaryHDU(cube[1:2]).writeto(tmp_path / "one.fits")
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "one.fits"), cube[1])
+    np.testing.assert_array_equal(read_image(tmp_path / "one.fits"), cube[1])
 
 
 def test_fits_gz_compressed(tmp_path):
@@ -123,12 +126,12 @@ def test_fits_gz_compressed(tmp_path):
     path = tmp_path / "c.fits.gz"
     fits.PrimaryHDU(data).writeto(path)
     assert path.read_bytes()[:2] == b"\x1f\x8b"  # really gzip
-    np.testing.assert_array_equal(cio.read_image(path), data)
+    np.testing.assert_array_equal(read_image(path), data)
     # gzip made by hand, .fit.gz
     plain = tmp_path / "p.fits"
     fits.PrimaryHDU(data).writeto(plain)
     (tmp_path / "q.fit.gz").write_bytes(gzip.compress(plain.read_bytes()))
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "q.fit.gz"), data)
+    np.testing.assert_array_equal(read_image(tmp_path / "q.fit.gz"), data)
 
 
 def test_fits_tile_compressed(tmp_path):
@@ -137,7 +140,7 @@ def test_fits_tile_compressed(tmp_path):
         [fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="RICE_1", name="SCI")]
     )
     hdul.writeto(tmp_path / "t.fits.fz")
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "t.fits.fz"), data)
+    np.testing.assert_array_equal(read_image(tmp_path / "t.fits.fz"), data)
 
 
 def test_fits_extensions_by_name_and_number(tmp_path):
@@ -148,9 +151,9 @@ def test_fits_extensions_by_name_and_number(tmp_path):
         [fits.PrimaryHDU(), fits.ImageHDU(sci, name="SCI"), fits.ImageHDU(err, name="ERR"), table]
     ).writeto(tmp_path / "ext.fits")
     path = tmp_path / "ext.fits"
-    np.testing.assert_array_equal(cio.read_image(path), sci)  # first HDU holding an image
-    np.testing.assert_array_equal(cio.read_image(path, hdu="ERR"), err)
-    np.testing.assert_array_equal(cio.read_image(path, hdu=2), err)
+    np.testing.assert_array_equal(read_image(path), sci)  # first HDU holding an image
+    np.testing.assert_array_equal(read_image(path, hdu="ERR"), err)
+    np.testing.assert_array_equal(read_image(path, hdu=2), err)
     _assert_image_error(path, "no HDU 'NOPE'", hdu="NOPE")
     _assert_image_error(path, "no HDU 9", hdu=9)
     _assert_image_error(path, "table", hdu=3)
@@ -190,7 +193,7 @@ def test_fits_integer_data_no_positive(tmp_path):
 def test_npy_any_numeric_dtype_and_byte_order(tmp_path, dtype):
     data = (np.arange(1, 31).reshape(5, 6) * 3).astype(dtype)
     np.save(tmp_path / "a.npy", data)
-    out = cio.read_image(tmp_path / "a.npy")
+    out = read_image(tmp_path / "a.npy")
     assert out.dtype == np.float64 and out.dtype.isnative and out.flags.c_contiguous
     np.testing.assert_array_equal(out, np.arange(1, 31).reshape(5, 6) * 3.0)
 
@@ -198,12 +201,12 @@ def test_npy_any_numeric_dtype_and_byte_order(tmp_path, dtype):
 def test_npy_squeeze_and_cube(tmp_path):
     data = RNG.random((1, 7, 1, 5)) + 1
     np.save(tmp_path / "s.npy", data)
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "s.npy"), data[0, :, 0, :])
+    np.testing.assert_array_equal(read_image(tmp_path / "s.npy"), data[0, :, 0, :])
     cube = RNG.random((4, 7, 5)) + 1
     np.save(tmp_path / "c.npy", cube)
     _assert_image_error(tmp_path / "c.npy", "a 3-D cube of shape (4, 7, 5)")
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "c.npy", plane=2), cube[2])
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "c.npy", plane=-1), cube[3])
+    np.testing.assert_array_equal(read_image(tmp_path / "c.npy", plane=2), cube[2])
+    np.testing.assert_array_equal(read_image(tmp_path / "c.npy", plane=-1), cube[3])
     _assert_image_error(tmp_path / "s.npy", "plane 3 asked of a 2-D image", plane=3)
     np.save(tmp_path / "4d.npy", RNG.random((2, 3, 4, 5)))
     _assert_image_error(tmp_path / "4d.npy", "not a 2-D image")
@@ -248,9 +251,9 @@ def test_hdf5_nested_dataset(tmp_path):
         fh.create_dataset("group/sub/map", data=img.astype(">f4"))
         fh.create_dataset("meta/radius_kpc", data=np.arange(5.0))
     expected = img.astype(np.float32)
-    np.testing.assert_array_equal(cio.read_image(path), expected)  # the only 2-D dataset
-    np.testing.assert_array_equal(cio.read_image(f"{path}:group/sub/map"), expected)
-    np.testing.assert_array_equal(cio.read_image(path, hdu="group/sub/map"), expected)
+    np.testing.assert_array_equal(read_image(path), expected)  # the only 2-D dataset
+    np.testing.assert_array_equal(read_image(f"{path}:group/sub/map"), expected)
+    np.testing.assert_array_equal(read_image(path, hdu="group/sub/map"), expected)
     _assert_image_error(f"{path}:group/nope", "no dataset 'group/nope'")
     _assert_image_error(f"{path}:meta/radius_kpc", "not a 2-D image")
 
@@ -264,12 +267,12 @@ def test_hdf5_choice_of_dataset(tmp_path):
     _assert_image_error(path, "cannot tell which dataset")
     with h5py.File(path, "a") as fh:
         fh["image"] = b * 3
-    np.testing.assert_array_equal(cio.read_image(path), b * 3)
+    np.testing.assert_array_equal(read_image(path), b * 3)
     cube = RNG.random((2, 4, 4)) + 1
     with h5py.File(tmp_path / "cube.h5", "w") as fh:
         fh["data/cube"] = cube
     _assert_image_error(tmp_path / "cube.h5", "3-D cube of shape (2, 4, 4)")
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "cube.h5", plane=1), cube[1])
+    np.testing.assert_array_equal(read_image(tmp_path / "cube.h5", plane=1), cube[1])
 
 
 def test_hdf5_bad_files(tmp_path):
@@ -287,36 +290,36 @@ def test_png_8_and_16_bit(tmp_path):
     a8 = RNG.integers(0, 256, size=(12, 10), dtype=np.uint8)
     a8[0, 0] = 200
     Image.fromarray(a8).save(tmp_path / "a8.png")
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "a8.png"), a8.astype(float))
+    np.testing.assert_array_equal(read_image(tmp_path / "a8.png"), a8.astype(float))
     a16 = RNG.integers(0, 65536, size=(12, 10)).astype(np.uint16)
     a16[0, 0] = 60000  # above 8 bits: would be lost if the file were read as 8-bit
     Image.fromarray(a16).save(tmp_path / "a16.png")
     assert Image.open(tmp_path / "a16.png").mode.startswith("I")
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "a16.png"), a16.astype(float))
+    np.testing.assert_array_equal(read_image(tmp_path / "a16.png"), a16.astype(float))
 
 
 def test_tiff_float_and_pages(tmp_path):
     f = (RNG.random((9, 7)) * 1e-3).astype(np.float32)
     Image.fromarray(f).save(tmp_path / "f.tif")
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "f.tif"), f)
+    np.testing.assert_array_equal(read_image(tmp_path / "f.tif"), f)
     pages = [Image.fromarray(f * (k + 1)) for k in range(3)]
     pages[0].save(tmp_path / "m.tiff", save_all=True, append_images=pages[1:])
     _assert_image_error(tmp_path / "m.tiff", "a 3-D cube of shape (3, 9, 7)")
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "m.tiff", plane=2), f * 3)
+    np.testing.assert_array_equal(read_image(tmp_path / "m.tiff", plane=2), f * 3)
 
 
 def test_rgb_png_luminance(tmp_path):
     rgb = RNG.integers(1, 256, size=(6, 5, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(tmp_path / "c.png")
     with pytest.warns(UserWarning, match="luminance"):
-        out = cio.read_image(tmp_path / "c.png")
+        out = read_image(tmp_path / "c.png")
     r, g, b = (rgb[..., i].astype(float) for i in range(3))
     np.testing.assert_allclose(out, 0.299 * r + 0.587 * g + 0.114 * b, rtol=1e-12)
     grey = np.repeat(rgb[..., :1], 3, axis=2)
     Image.fromarray(grey).save(tmp_path / "g.png")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        np.testing.assert_array_equal(cio.read_image(tmp_path / "g.png"), rgb[..., 0])
+        np.testing.assert_array_equal(read_image(tmp_path / "g.png"), rgb[..., 0])
 
 
 def test_pil_truncated_and_garbage(tmp_path):
@@ -342,9 +345,9 @@ def test_format_sniffed_without_known_extension(tmp_path):
     data = RNG.random((4, 3)) + 1
     with open(tmp_path / "map.dat", "wb") as fh:
         np.save(fh, data)
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "map.dat"), data)
+    np.testing.assert_array_equal(read_image(tmp_path / "map.dat"), data)
     fits.PrimaryHDU(data).writeto(tmp_path / "map.img", output_verify="ignore")
-    np.testing.assert_array_equal(cio.read_image(tmp_path / "map.img"), data)
+    np.testing.assert_array_equal(read_image(tmp_path / "map.img"), data)
 
 
 def test_header_info(tmp_path):
@@ -354,15 +357,15 @@ def test_header_info(tmp_path):
     hdu.header["CLUSTID"] = "c0042"
     hdu.header["LABEL"] = "WCC"
     hdu.writeto(tmp_path / "h.fits")
-    info = cio.image_header_info(tmp_path / "h.fits")
+    info = image_header_info(tmp_path / "h.fits")
     assert info["pixel_kpc"] == 3.90625 and info["bunit"] == "counts"
     assert info["cluster_id"] == "c0042" and info["label"] == "WCC"
     np.save(tmp_path / "h.npy", np.ones((2, 2)))
-    assert cio.image_header_info(tmp_path / "h.npy") == {"pixel_kpc": None, "bunit": None}
+    assert image_header_info(tmp_path / "h.npy") == {"pixel_kpc": None, "bunit": None}
     with h5py.File(tmp_path / "h.h5", "w") as fh:
         fh["image"] = np.ones((2, 2))
         fh["image"].attrs["PIXKPC"] = 2.5
-    assert cio.image_header_info(tmp_path / "h.h5")["pixel_kpc"] == 2.5
+    assert image_header_info(tmp_path / "h.h5")["pixel_kpc"] == 2.5
 
 
 # ------------------------------------------------------------------ catalogues
@@ -383,13 +386,13 @@ def test_catalog_labels_and_paths(tmp_path):
     files = ["img/a.npy", "img/b.npy", "img/c.npy"]
     path = _catalog(
         tmp_path,
-        "image_id,cluster_id,file,label\n007,0012,img/a.npy,cc\n8,0012,img/b.npy, Wcc\n"
+        "image_id,cluster_id,file,label\n007,0012,img/a.npy,cc\n8,0014,img/b.npy, Wcc\n"
         "9,13,img/c.npy,NCC\n",
         files,
     )
-    df = cio.read_catalog(path)
+    df = read_catalog(path)
     assert df["image_id"].tolist() == ["007", "8", "9"]  # strings, leading zeros kept
-    assert df["cluster_id"].tolist() == ["0012", "0012", "13"]
+    assert df["cluster_id"].tolist() == ["0012", "0014", "13"]
     assert df["label"].tolist() == ["CC", "WCC", "NCC"]
     assert df["y"].dtype == np.int64 and df["y"].tolist() == [0, 1, 2]
     assert df["path"].tolist() == [str((tmp_path / f).resolve()) for f in files]
@@ -399,34 +402,34 @@ def test_catalog_labels_from_t_cool(tmp_path):
     t = [0.2, 1.0, 1.0001, 7.69, 7.7, 12.0]
     files = [f"{i}.npy" for i in range(len(t))]
     rows = "".join(f"{i},c{i},{f},{ti}\n" for i, (f, ti) in enumerate(zip(files, t, strict=True)))
-    df = cio.read_catalog(_catalog(tmp_path, "image_id,cluster_id,file,t_cool_gyr\n" + rows, files))
+    df = read_catalog(_catalog(tmp_path, "image_id,cluster_id,file,t_cool_gyr\n" + rows, files))
     # thresholds of METHOD.md: CC if t <= 1.0, NCC if t >= 7.7
     assert df["label"].tolist() == ["CC", "CC", "WCC", "WCC", "NCC", "NCC"]
     assert df["y"].tolist() == [0, 0, 1, 1, 2, 2]
 
 
 def test_catalog_label_takes_precedence_over_t_cool(tmp_path):
-    text = "image_id,cluster_id,file,label,t_cool_gyr\n1,a,1.npy,NCC,0.1\n2,a,2.npy,,0.1\n"
+    text = "image_id,cluster_id,file,label,t_cool_gyr\n1,a,1.npy,NCC,0.1\n2,c,2.npy,,0.1\n"
     text += "3,b,3.npy,NaN,8\n"
-    df = cio.read_catalog(_catalog(tmp_path, text, ["1.npy", "2.npy", "3.npy"]))
+    df = read_catalog(_catalog(tmp_path, text, ["1.npy", "2.npy", "3.npy"]))
     assert df["label"].tolist() == ["NCC", "CC", "NCC"]
 
 
 def test_catalog_without_labels(tmp_path):
     path = _catalog(tmp_path, "image_id,cluster_id,file\n1,a,1.npy\n", ["1.npy"])
     with pytest.raises(CatalogError, match="missing required column 'label'"):
-        cio.read_catalog(path)
-    df = cio.read_catalog(path, require_labels=False)
+        read_catalog(path)
+    df = read_catalog(path, require_labels=False)
     assert df["y"].tolist() == [-1] and df["label"].tolist() == [None]
     path.write_text("image_id,cluster_id,file,label\n1,a,1.npy,\n")
     with pytest.raises(CatalogError, match=r"no label in row 1 \(image_id 1\)"):
-        cio.read_catalog(path)
-    assert cio.read_catalog(path, require_labels=False)["y"].tolist() == [-1]
+        read_catalog(path)
+    assert read_catalog(path, require_labels=False)["y"].tolist() == [-1]
 
 
 def _assert_catalog_error(path: Path, match: str, **kwargs) -> None:
     with pytest.raises(CatalogError) as info:
-        cio.read_catalog(path, **kwargs)
+        read_catalog(path, **kwargs)
     msg = str(info.value)
     assert msg.startswith(str(path)) and "\n" not in msg, msg
     assert match in msg, msg
@@ -457,14 +460,14 @@ def test_catalog_missing_files(tmp_path):
     text = "image_id,cluster_id,file,label\n1,a,1.npy,CC\n2,a,sub/gone.fits,CC\n"
     path = _catalog(tmp_path, text, ["1.npy"])
     _assert_catalog_error(path, "1 listed file(s) do not exist, first in row 2: sub/gone.fits")
-    df = cio.read_catalog(path, check_files=False)
+    df = read_catalog(path, check_files=False)
     assert df["path"].iloc[1] == str((tmp_path / "sub" / "gone.fits").resolve())
     _assert_catalog_error(tmp_path / "nope.csv", "no such catalogue file")
 
 
 def test_catalog_missing_values_in_optional_columns(tmp_path):
     text = "image_id,cluster_id,file,label,r500_kpc,t_cool_gyr\nNA,None,1.npy,CC,,\n2,b,2.npy,NCC,NA,3\n"
-    df = cio.read_catalog(_catalog(tmp_path, text, ["1.npy", "2.npy"]))
+    df = read_catalog(_catalog(tmp_path, text, ["1.npy", "2.npy"]))
     assert df["image_id"].tolist() == ["NA", "2"] and df["cluster_id"].tolist() == ["None", "b"]
     assert df["r500_kpc"].dtype == np.float64 and df["r500_kpc"].isna().all()
     assert df["label"].tolist() == ["CC", "NCC"]
@@ -475,7 +478,7 @@ def test_catalog_bom_and_spaces(tmp_path):
     path = tmp_path / "catalog.csv"
     _write_files(tmp_path, ["1.npy"])
     path.write_text(text, encoding="utf-8")
-    df = cio.read_catalog(path)
+    df = read_catalog(path)
     assert df[["image_id", "cluster_id", "file", "label"]].iloc[0].tolist() == [
         "1",
         "a",
@@ -487,25 +490,96 @@ def test_catalog_bom_and_spaces(tmp_path):
 def test_write_catalog_round_trip(tmp_path):
     _write_files(tmp_path, ["1.npy", "2.npy"])
     df = pd.DataFrame(
-        {"image_id": ["01", "02"], "cluster_id": ["x", "x"], "file": ["1.npy", "2.npy"]}
+        {"image_id": ["01", "02"], "cluster_id": ["x", "y"], "file": ["1.npy", "2.npy"]}
     )
     df["t_cool_gyr"] = [0.5, 9.0]
-    cio.write_catalog(df, tmp_path / "catalog.csv")
-    back = cio.read_catalog(tmp_path / "catalog.csv")
+    write_catalog(df, tmp_path / "catalog.csv")
+    back = read_catalog(tmp_path / "catalog.csv")
     assert back["image_id"].tolist() == ["01", "02"] and back["label"].tolist() == ["CC", "NCC"]
-    cio.write_catalog(back, tmp_path / "again.csv")  # derived columns are dropped
+    write_catalog(back, tmp_path / "again.csv")  # derived columns are dropped
     assert "path" not in pd.read_csv(tmp_path / "again.csv").columns
 
 
 def test_resolve_data(tmp_path):
     (tmp_path / "catalog.csv").write_text("image_id,cluster_id,file\n")
-    assert cio.resolve_data(tmp_path) == tmp_path / "catalog.csv"
-    assert cio.resolve_data(tmp_path / "catalog.csv") == tmp_path / "catalog.csv"
+    assert resolve_data(tmp_path) == tmp_path / "catalog.csv"
+    assert resolve_data(tmp_path / "catalog.csv") == tmp_path / "catalog.csv"
     (tmp_path / "empty").mkdir()
     with pytest.raises(CatalogError, match="has no catalog.csv"):
-        cio.resolve_data(tmp_path / "empty")
+        resolve_data(tmp_path / "empty")
     with pytest.raises(UsageError, match="no such file or folder"):
-        cio.resolve_data(tmp_path / "nowhere")
+        resolve_data(tmp_path / "nowhere")
     (tmp_path / "x.txt").write_text("")
     with pytest.raises(UsageError, match="must be a folder"):
-        cio.resolve_data(tmp_path / "x.txt")
+        resolve_data(tmp_path / "x.txt")
+
+
+# ------------------------------------------------- validation at the edge (issue 14)
+def test_catalog_refuses_a_cluster_with_two_labels(tmp_path):
+    text = (
+        "image_id,cluster_id,file,label,t_cool_gyr\n"
+        "1,a,1.npy,CC,\n2,b,2.npy,NCC,\n3,a,3.npy,,0.5\n4,b,4.npy,ncc,\n5,b,5.npy,,3.0\n"
+    )
+    path = _catalog(tmp_path, text, [f"{i}.npy" for i in range(1, 6)])
+    # row 3 takes CC from t_cool (as row 1 has); row 5 takes WCC from t_cool
+    _assert_catalog_error(path, "cluster 'b' is labelled NCC in row 2 and WCC in row 5")
+    path.write_text(text.replace("4,b,4.npy,ncc,", "4,b,4.npy,,"))  # a row without a label
+    _assert_catalog_error(path, "all maps of a cluster share its label", require_labels=False)
+    path.write_text(text.replace("5,b,5.npy,,3.0", "5,b,5.npy,,9.0"))
+    assert read_catalog(path)["label"].tolist() == ["CC", "NCC", "CC", "NCC", "NCC"]
+
+
+@pytest.mark.parametrize("bad", ["-5", "0", "inf", "-inf", "abc"])
+def test_catalog_refuses_a_bad_pixel_scale(tmp_path, bad):
+    text = f"image_id,cluster_id,file,label,pixel_kpc\n1,a,1.npy,CC,3.9\n2,b,2.npy,NCC,{bad}\n"
+    path = _catalog(tmp_path, text, ["1.npy", "2.npy"])
+    _assert_catalog_error(path, f"pixel_kpc '{bad}' in row 2 (image_id 2)")
+    _assert_catalog_error(path, "kpc", require_labels=False, check_files=False)
+
+
+def test_catalog_pixel_scale_as_floats_missing_allowed(tmp_path):
+    text = "image_id,cluster_id,file,label,pixel_kpc\n1,a,1.npy,CC,3.9\n2,b,2.npy,NCC,\n"
+    df = read_catalog(_catalog(tmp_path, text, ["1.npy", "2.npy"]))
+    assert df["pixel_kpc"].dtype == np.float64
+    assert df["pixel_kpc"].iloc[0] == 3.9 and np.isnan(df["pixel_kpc"].iloc[1])
+
+
+def test_catalog_tells_a_folder_and_a_symlink_loop_from_a_missing_file(tmp_path):
+    (tmp_path / "maps").mkdir()
+    text = "image_id,cluster_id,file,label\n1,a,1.npy,CC\n2,b,maps,NCC\n"
+    path = _catalog(tmp_path, text, ["1.npy"])
+    _assert_catalog_error(path, "the file of row 2, maps (")
+    _assert_catalog_error(path, "is a folder, not a file")
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    path.write_text("image_id,cluster_id,file,label\n1,a,1.npy,CC\n2,b,loop_a,NCC\n")
+    _assert_catalog_error(path, "row 2, loop_a")
+    _assert_catalog_error(path, "symlink loop")
+    assert read_catalog(path, check_files=False)["path"].iloc[1] == str(tmp_path / "loop_a")
+    _assert_catalog_error(tmp_path / "loop_a", "symlink loop")
+    with pytest.raises(UsageError, match="symlink loop"):
+        resolve_data(tmp_path / "loop_a")
+    _assert_image_error(tmp_path / "loop_a", "symlink loop")
+
+
+def test_catalog_inside_a_data_folder_that_is_a_folder(tmp_path):
+    (tmp_path / "catalog.csv").mkdir()
+    with pytest.raises(CatalogError, match="catalog.csv: is a folder"):
+        resolve_data(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [0, -2.5, "abc"])
+def test_header_pixel_scale_must_be_positive(tmp_path, bad):
+    header = fits.Header()
+    header["PIXKPC"] = bad
+    path = tmp_path / "h.fits"
+    fits.PrimaryHDU(np.ones((4, 4), np.float32), header=header).writeto(path)
+    with pytest.raises(ImageError) as info:
+        image_header_info(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: header keyword PIXKPC = {bad!r}") and "kpc" in msg, msg
+    with h5py.File(tmp_path / "h.h5", "w") as fh:
+        fh["image"] = np.ones((4, 4))
+        fh["image"].attrs["PIXKPC"] = np.inf
+    with pytest.raises(ImageError, match="PIXKPC = inf"):
+        image_header_info(tmp_path / "h.h5")

@@ -12,12 +12,14 @@ from torchvision.models import resnet18
 
 from coolcore.errors import UsageError
 from coolcore.nn.masks import (
+    FLAT_RTOL,
     brightest_pixel,
     class_activation_map,
     crop_and_resize,
     gaussian_heatmap,
     mask_boxes,
     minmax_normalise,
+    threshold_profiles,
     upsample_cam,
 )
 
@@ -115,6 +117,48 @@ def test_minmax_normalise_against_numpy_and_constant_map() -> None:
         ref = (maps[i] - maps[i].min()) / (maps[i].max() - maps[i].min())
         np.testing.assert_allclose(out[i], ref, rtol=1e-12)
     assert np.all(out[2] == 0.0)
+
+
+def test_nearly_flat_maps_normalise_to_zero_and_give_no_mask() -> None:
+    """Rounding noise (relative 1e-9 .. 1e-6) is not stretched to [0, 1]; a real range is."""
+    rng = np.random.default_rng(4)
+    base = np.array([1.5373, -0.02, 250.0])[:, None, None]
+    noise = np.array([1e-9, 1e-7, 1e-6])[:, None, None]
+    flat = base * (1 + noise * rng.uniform(-1, 1, size=(3, 6, 5)))
+    assert np.all(np.ptp(flat, axis=(1, 2)) > 0)  # not constant: min-max alone would stretch it
+    for dtype in (torch.float64, torch.float32):
+        maps = torch.from_numpy(flat).to(dtype)
+        assert torch.all(minmax_normalise(maps) == 0)
+        rows, cols = threshold_profiles(maps, 0.7)
+        assert not rows.any() and not cols.any()  # an empty mask: the whole-image box
+        assert mask_boxes(minmax_normalise(maps) >= 0.7).tolist() == [[0, 0, 4, 5]] * 3
+        rows, cols = threshold_profiles(maps, 0.0)
+        assert rows.all() and cols.all()
+    # a range of 100 FLAT_RTOL is a map: normalised exactly as NumPy does
+    real = 1.5 * (1 + 100 * FLAT_RTOL * rng.uniform(-1, 1, size=(1, 6, 5)))
+    ref = (real - real.min()) / (real.max() - real.min())
+    np.testing.assert_allclose(minmax_normalise(torch.from_numpy(real)).numpy(), ref, rtol=1e-12)
+
+
+def test_32px_input_gives_a_flat_cam_and_boxes_independent_of_the_batch() -> None:
+    """A 1 x 1 CAM upsampled is flat: ``att`` crops the whole image, alone or in a batch."""
+    from coolcore.nn.model import MultiBranchAttentionNet
+
+    torch.manual_seed(0)
+    net = MultiBranchAttentionNet("att").eval()
+    x = torch.rand(8, 1, 32, 32)
+    with torch.no_grad():
+        together = net(x)
+        alone = [net(x[i : i + 1]) for i in range(8)]
+        ex = net.explain(x)
+    assert together.cam.shape == (8, 1, 1)
+    assert together.boxes.tolist() == [[0, 0, 31, 31]] * 8
+    assert torch.equal(torch.cat([o.boxes for o in alone]), together.boxes)
+    assert torch.all(ex.heat_cam == 0) and not ex.mask.any()
+    assert ex.boxes.tolist() == [[0, 0, 31, 31]] * 8
+    np.testing.assert_allclose(
+        torch.cat([o.logits for o in alone]).numpy(), together.logits.numpy(), atol=1e-5
+    )
 
 
 def test_upsample_cam_bilinear_half_pixel_by_hand() -> None:

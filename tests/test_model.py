@@ -14,7 +14,8 @@ from torchvision.models import resnet18
 
 from coolcore.errors import UsageError
 from coolcore.nn.losses import class_weights, total_loss
-from coolcore.nn.model import VARIANTS, MultiBranchAttentionNet, build_resnet18
+from coolcore.nn.model import VARIANTS, MultiBranchAttentionNet, build_network
+from coolcore.train.weights import read_trunk_state
 
 
 def _images(batch: int = 2, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -172,12 +173,12 @@ def test_imagenet_weights_fail_fast_and_clearly_offline(tmp_path, monkeypatch) -
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache
     start = time.perf_counter()
     try:
-        net = build_resnet18("imagenet")
+        state = read_trunk_state("imagenet")
     except UsageError as exc:
         assert "not available offline" in str(exc) and "resnet18-f37072fd.pth" in str(exc)
         assert time.perf_counter() - start < 30.0
     else:  # a machine with internet downloaded the real weights
-        assert net.conv1.weight.shape == (64, 3, 7, 7)
+        assert state["conv1.weight"].shape == (64, 3, 7, 7)
 
 
 def test_imagenet_weights_read_from_the_hub_cache(tmp_path, monkeypatch) -> None:
@@ -186,12 +187,39 @@ def test_imagenet_weights_read_from_the_hub_cache(tmp_path, monkeypatch) -> None
     reference = resnet18(weights=None).state_dict()
     (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
     torch.save(reference, tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
-    net = MultiBranchAttentionNet("att", weights="imagenet")
+    net = build_network(
+        {"model": {"variant": "att", "weights": "imagenet"}},
+        trunk_state=read_trunk_state("imagenet"),
+    )
     torch.testing.assert_close(
         net.primary.layer4[1].conv2.weight, reference["layer4.1.conv2.weight"]
     )
     torch.testing.assert_close(net.auxiliary.conv1.weight, reference["conv1.weight"])
     torch.testing.assert_close(net.input_mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+
+
+def test_a_pretrained_label_needs_its_tensors() -> None:
+    with pytest.raises(ValueError, match="trunk_state missing"):
+        MultiBranchAttentionNet("baseline", weights="imagenet")
+    state = {k: v for k, v in resnet18(weights=None).state_dict().items() if "fc." not in k}
+    with pytest.raises(ValueError, match="trunk_state given"):
+        MultiBranchAttentionNet("baseline", trunk_state=state)
+    net = MultiBranchAttentionNet("baseline", weights="my.pt", trunk_state=state)
+    for name, value in net.primary.state_dict().items():
+        assert torch.equal(value, state[name])
+    assert net.config()["weights"] == "my.pt"
+
+
+def test_reading_weights_leaves_the_seeded_initialisation_alone(tmp_path) -> None:
+    """Checking a weights file draws no random numbers: the heads start where they
+    would without it."""
+    path = tmp_path / "trunk.pt"
+    torch.save(resnet18(weights=None).state_dict(), path)
+    torch.manual_seed(11)
+    expected = torch.rand(4)
+    torch.manual_seed(11)
+    read_trunk_state(path)
+    assert torch.equal(torch.rand(4), expected)
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
@@ -203,7 +231,7 @@ def test_weights_from_a_state_dict_file(tmp_path, suffix: str) -> None:
         torch.save(reference, path)
     else:
         save_file({k: v.contiguous() for k, v in reference.items()}, str(path))
-    net = MultiBranchAttentionNet("all", weights=path)
+    net = MultiBranchAttentionNet("all", weights=path, trunk_state=read_trunk_state(path))
     for name, value in net.primary.state_dict().items():
         torch.testing.assert_close(value, reference[name])
     torch.testing.assert_close(net.auxiliary.bn1.running_var, reference["bn1.running_var"])
@@ -212,21 +240,21 @@ def test_weights_from_a_state_dict_file(tmp_path, suffix: str) -> None:
 def test_bad_weight_files_raise_usage_errors_naming_them(tmp_path) -> None:
     missing = tmp_path / "nope.pt"
     with pytest.raises(UsageError, match="nope.pt"):
-        build_resnet18(missing)
+        read_trunk_state(missing)
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(UsageError, match="garbage.pth"):
-        build_resnet18(garbage)
+        read_trunk_state(garbage)
     wrong = tmp_path / "wrong.pt"
     state = resnet18(weights=None).state_dict()
     state["conv1.weight"] = torch.zeros(64, 1, 7, 7)
     torch.save(state, wrong)
     with pytest.raises(UsageError, match="wrong.pt"):
-        build_resnet18(wrong)
+        read_trunk_state(wrong)
     partial = tmp_path / "partial.pt"
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, partial)
     with pytest.raises(UsageError, match="missing"):
-        build_resnet18(partial)
+        read_trunk_state(partial)
 
 
 # ------------------------------------------------------------------------- config

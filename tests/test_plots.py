@@ -9,8 +9,9 @@ from PIL import Image
 
 from coolcore import CLASS_NAMES
 from coolcore.errors import DataError
-from coolcore.evaluate.metrics import ablation_summary, compute_metrics
+from coolcore.evaluate.metrics import compute_metrics
 from coolcore.evaluate.plots import plot_ablation, plot_confusion_matrix, plot_learning_curves
+from coolcore.evaluate.tables import ablation_summary
 
 
 def _check_png(path, min_side: int = 200) -> np.ndarray:

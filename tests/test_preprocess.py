@@ -1,4 +1,5 @@
-"""Tests of coolcore.data.preprocess against hand-computed values, Pillow, and the cache rules."""
+"""Tests of coolcore.data.transforms and coolcore.data.cache against hand-computed values,
+Pillow, and the cache rules."""
 
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-import coolcore.data.io as cio
-from coolcore.data.preprocess import (
+import coolcore.data.images as cimages
+from coolcore.data.cache import default_cache_dir, load_dataset
+from coolcore.data.transforms import (
     PreprocessConfig,
     crop_image,
-    load_dataset,
     preprocess_batch,
     preprocess_image,
     resize_batch,
@@ -229,7 +230,7 @@ def _make_data(folder: Path, n: int = 6, shape=(24, 24)) -> list[np.ndarray]:
                 "image_id": f"{i:03d}",
                 "cluster_id": f"c{i // 2}",
                 "file": f"maps/m{i}.fits",
-                "label": ["CC", "WCC", "NCC"][i % 3],
+                "label": ["CC", "WCC", "NCC"][(i // 2) % 3],  # one label per cluster
             }
         )
     pd.DataFrame(rows).to_csv(folder / "catalog.csv", index=False)
@@ -238,13 +239,13 @@ def _make_data(folder: Path, n: int = 6, shape=(24, 24)) -> list[np.ndarray]:
 
 def _count_reads(monkeypatch) -> list[str]:
     calls: list[str] = []
-    real = cio.read_image
+    real = cimages.read_image
 
     def counting(path, **kwargs):
         calls.append(str(path))
         return real(path, **kwargs)
 
-    monkeypatch.setattr(cio, "read_image", counting)
+    monkeypatch.setattr(cimages, "read_image", counting)
     return calls
 
 
@@ -252,10 +253,11 @@ def _forbid_reads(monkeypatch) -> None:
     def fail(path, **kwargs):
         raise AssertionError(f"read_image({path}) called on a cache hit")
 
-    monkeypatch.setattr(cio, "read_image", fail)
+    monkeypatch.setattr(cimages, "read_image", fail)
 
 
-def test_load_dataset_values_and_metadata(tmp_path):
+def test_load_dataset_values_and_metadata(tmp_path, monkeypatch):
+    monkeypatch.setenv("COOLCORE_CACHE_DIR", str(tmp_path / "cache"))
     images = _make_data(tmp_path / "d")
     cfg = PreprocessConfig(crop=16, size=8)
     ds = load_dataset(tmp_path / "d", cfg, progress=False)
@@ -263,11 +265,11 @@ def test_load_dataset_values_and_metadata(tmp_path):
     assert ds.images.flags.c_contiguous
     for out, img in zip(ds.images, images, strict=True):
         np.testing.assert_allclose(out, _reference(img, 16, 8), atol=2e-6)
-    assert ds.labels.dtype == np.int64 and ds.labels.tolist() == [0, 1, 2, 0, 1, 2]
+    assert ds.labels.dtype == np.int64 and ds.labels.tolist() == [0, 0, 1, 1, 2, 2]
     assert ds.image_ids.tolist() == ["000", "001", "002", "003", "004", "005"]
     assert ds.cluster_ids.tolist() == ["c0", "c0", "c1", "c1", "c2", "c2"]
     assert ds.log_range is None and len(ds) == 6 and len(ds.cache_key) == 64
-    cache = tmp_path / "d" / ".coolcore_cache"
+    cache = tmp_path / "cache"
     assert [p.suffix for p in cache.iterdir()] == [".npz"]  # no temporary file left
     assert ds.cache_path is not None and ds.cache_path.parent == cache
 
@@ -336,11 +338,12 @@ def test_cache_invalidated_by_content_change(tmp_path, monkeypatch):
 )
 def test_cache_invalidated_by_parameters(tmp_path, monkeypatch, changed):
     _make_data(tmp_path / "d", n=3)
-    load_dataset(tmp_path / "d", PreprocessConfig(crop=16, size=8), progress=False)
+    cache = tmp_path / "cache"
+    load_dataset(tmp_path / "d", PreprocessConfig(crop=16, size=8), cache_dir=cache, progress=False)
     calls = _count_reads(monkeypatch)
-    ds = load_dataset(tmp_path / "d", changed, progress=False)
+    ds = load_dataset(tmp_path / "d", changed, cache_dir=cache, progress=False)
     assert len(calls) == 3 and ds.images.shape[1] == changed.output_size
-    assert len(list((tmp_path / "d" / ".coolcore_cache").glob("*.npz"))) == 2
+    assert len(list(cache.glob("*.npz"))) == 2
 
 
 def test_unwritable_cache_dir_warns_and_continues(tmp_path):
@@ -382,7 +385,7 @@ def test_unlabelled_catalogue_for_prediction(tmp_path):
             tmp_path / "d", PreprocessConfig(crop=16), require_labels=False, use_cache=False
         )
     assert ds.labels.tolist() == [-1, -1] and ds.cache_path is None
-    assert not (tmp_path / "d" / ".coolcore_cache").exists()
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["catalog.csv", "maps"]
 
 
 def test_threaded_reading_leaves_warning_state_alone(tmp_path):
@@ -392,3 +395,73 @@ def test_threaded_reading_leaves_warning_state_alone(tmp_path):
     assert warnings.filters == filters
     for out, img in zip(ds.images, images, strict=True):
         np.testing.assert_allclose(out, _reference(img, 16), atol=2e-6)
+
+
+# ------------------------------------------------------------ where the cache lives
+def _tree(folder: Path) -> dict[str, bytes]:
+    """Relative path -> bytes of every file and folder under ``folder`` (folders: b"")."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"")
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def test_default_cache_dir_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("COOLCORE_CACHE_DIR", str(tmp_path / "own"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "own"
+    monkeypatch.delenv("COOLCORE_CACHE_DIR")
+    assert default_cache_dir() == tmp_path / "xdg" / "coolcore"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/xdg")  # ignored, as the XDG rules say
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "coolcore"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert default_cache_dir() == tmp_path / "home" / ".cache" / "coolcore"
+
+
+def test_read_only_data_folder_is_used_and_left_unchanged(tmp_path, monkeypatch):
+    """A cv-style load (crop, resize, data-set scaling; a miss, then a hit) never writes
+    into the data folder: the cache goes to the cache folder."""
+    images = _make_data(tmp_path / "d", n=4)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("COOLCORE_CACHE_DIR", str(cache))
+    data = tmp_path / "d"
+    before = _tree(data)
+    modes = {p: p.stat().st_mode for p in [data, *data.rglob("*")]}
+    for p in modes:
+        p.chmod(p.stat().st_mode & ~0o222)  # read-only (root ignores it; the digest does not)
+    try:
+        cfg = PreprocessConfig(crop=16, size=8, scaling="dataset")
+        first = load_dataset(data, cfg, progress=False)
+        _forbid_reads(monkeypatch)
+        second = load_dataset(data, cfg, progress=False)
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+    assert _tree(data) == before
+    assert first.cache_path is not None and first.cache_path.parent == cache
+    assert [p.suffix for p in cache.iterdir()] == [".npz"]
+    np.testing.assert_array_equal(first.images, second.images)
+    crops = [np.log(np.where(np.isfinite(c := im[4:20, 4:20]), c, np.inf)) for im in images]
+    lo = min(c.min() for c in crops)
+    hi = max(c[np.isfinite(c)].max() for c in crops)
+    assert first.log_range == pytest.approx((lo, hi), rel=1e-6)
+    for out, img in zip(first.images, images, strict=True):
+        np.testing.assert_allclose(out, _reference(img, 16, 8, lo=lo, hi=hi), atol=2e-6)
+
+
+def test_cache_dir_inside_the_data_folder_is_refused(tmp_path, monkeypatch):
+    _make_data(tmp_path / "d", n=2)
+    before = _tree(tmp_path / "d")
+    with pytest.raises(UsageError, match="lies inside the data folder"):
+        load_dataset(
+            tmp_path / "d",
+            PreprocessConfig(crop=16),
+            cache_dir=tmp_path / "d" / "c",
+            progress=False,
+        )
+    # the default folder inside the data (a sample in the user's cache): no cache, a warning
+    monkeypatch.setenv("COOLCORE_CACHE_DIR", str(tmp_path / "d" / "maps"))
+    with pytest.warns(UserWarning, match="continuing without the preprocessing cache"):
+        ds = load_dataset(tmp_path / "d", PreprocessConfig(crop=16), progress=False)
+    assert ds.cache_path is None and _tree(tmp_path / "d") == before

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from coolcore.data.preprocess import (
+from coolcore.data.transforms import (
     PreprocessConfig,
     crop_image,
     preprocess_batch,
@@ -265,7 +265,7 @@ def test_one_class_weights_are_finite():
 def test_last_training_batch_never_holds_a_single_map(n, batch, world):
     """drop_single_last_batch: no process is left with a last batch of one map,
     and at most one map per process and epoch sits out."""
-    from coolcore.train.training import drop_single_last_batch
+    from coolcore.train.loaders import drop_single_last_batch
 
     per_process = -(-n // world)  # DistributedSampler pads every process to this
     kept = per_process - (1 if drop_single_last_batch(n, batch, world) else 0)
@@ -278,7 +278,7 @@ def test_last_training_batch_never_holds_a_single_map(n, batch, world):
 def test_loader_over_rows_gives_the_copied_subset(n, batch, data):
     """make_loader(images, labels, rows=R) yields exactly the batches of a loader over
     the copies images[R], labels[R], in the same shuffled order (no copy is made)."""
-    from coolcore.train.training import make_loader
+    from coolcore.train.loaders import make_loader
 
     rows = np.asarray(
         data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n, unique=True))

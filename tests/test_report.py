@@ -89,8 +89,9 @@ def test_report_notes_missing_data_instead_of_failing(built, tmp_path):
 
 def test_ablation_report(built, tmp_path):
     from coolcore.apps.report import write_report
-    from coolcore.evaluate.metrics import ablation_table
     from coolcore.evaluate.plots import plot_ablation
+    from coolcore.evaluate.tables import ablation_summary
+    from coolcore.runs.folder import RunFolder
 
     abl = tmp_path / "abl"
     abl.mkdir()
@@ -102,13 +103,19 @@ def test_ablation_report(built, tmp_path):
     conc = preds.assign(predicted=preds["label"].map({"CC": "CC", "WCC": "NCC", "NCC": "NCC"}))
     conc.to_csv(abl / "c_SB_literature_predictions.csv", index=False)
     results = {"baseline": [preds], "all": [preds], "c_SB (literature)": [conc]}
-    (abl / "table.md").write_text(ablation_table(results, n_boot=50))
     plot_ablation(results, abl / "ablation.png", n_boot=50)
     record = json.loads((built["run"] / "run.json").read_text())
-    record.update(kind="ablation", methods=["baseline", "all"], repeats=1)
+    record.update(kind="ablation", methods=["baseline", "all"], repeats=1, sweep=None)
     (abl / "run.json").write_text(json.dumps(record))
     (abl / "folds.csv").write_text((built["run"] / "folds.csv").read_text())
+    # the results are data (results.csv); table.md is made from them, not read back
+    table = RunFolder(abl).write_ablation_summary(ablation_summary(results, n_boot=50))
+    assert (abl / "table.md").read_text() == table + "\n"
+    (abl / "table.md").write_text("| garbage |\n")
     md = write_report(abl, explain=False).read_text()
+    assert "garbage" not in md
+    for line in table.splitlines()[2:]:  # every row of the table, from results.csv
+        assert line in md
     html_text = (abl / "report.html").read_text()
     assert "ablation run `abl`" in md
     assert "| c_SB (literature) |" in md and "<td>c_SB (literature)</td>" in html_text
@@ -141,3 +148,20 @@ def test_cli_report_prints_paths(built, tmp_path, capsys):
     assert out == [str(run / "report.md"), str(run / "report.html")]
     assert run_cli(["report", tmp_path / "nowhere"]) == 2
     assert "no such run folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["ablation-cpu", "ablation-cpu-observed"])
+def test_report_reads_a_committed_run_made_before_results_csv(name):
+    """The committed runs have table.md but no results.csv: the report summarises their
+    predictions again; its macro-F1 column equals scikit-learn's on those predictions."""
+    from pathlib import Path
+
+    from coolcore.apps.report import render_markdown, report_blocks
+
+    run = Path(__file__).resolve().parents[1] / "results" / name
+    md = render_markdown(report_blocks(run, explain=False))
+    for method in ("baseline", "all"):
+        preds = pd.read_csv(run / method / "rep_00" / "predictions.csv")
+        macro = f1_score(preds["label"], preds["predicted"], average="macro")
+        assert f"| {method} | 1 | {macro:.3f} | [" in md
+    assert not (run / "report.md").exists()

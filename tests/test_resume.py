@@ -192,8 +192,9 @@ def test_data_checksum_follows_the_bytes(sample, tmp_path):
     """The recorded checksum changes with one byte of one map, and only then."""
     import shutil
 
-    from coolcore.data.io import read_catalog
-    from coolcore.data.preprocess import PreprocessConfig, dataset_cache_key
+    from coolcore.data.cache import dataset_cache_key
+    from coolcore.data.catalog import read_catalog
+    from coolcore.data.transforms import PreprocessConfig
 
     cfg = PreprocessConfig(crop=64, size=32)
     copy = tmp_path / "data"
@@ -241,7 +242,7 @@ def test_ablation_interrupted_then_resumed(sample, tmp_path):
 def test_learning_log_survives_two_interruptions(tmp_path):
     """Lightning's CSV logger starts a new metrics.csv on every resume; the rows of the
     finished epochs are kept aside and merged back, those of interrupted epochs dropped."""
-    from coolcore.train.training import KEPT_LOG_FILE, _keep_log_before_resume, _merge_kept_log
+    from coolcore.train.fit import KEPT_LOG_FILE, keep_log_before_resume, merge_kept_log
 
     last = tmp_path / "last.ckpt"
 
@@ -250,7 +251,7 @@ def test_learning_log_survives_two_interruptions(tmp_path):
         pd.DataFrame(rows, columns=columns).to_csv(tmp_path / "metrics.csv", index=False)
         if done_epoch is not None:  # interrupted: last.ckpt holds this epoch's end
             torch.save({"epoch": done_epoch}, last)
-            _keep_log_before_resume(tmp_path, last)
+            keep_log_before_resume(tmp_path, last)
             assert not (tmp_path / "metrics.csv").exists()
 
     # epochs 0 and 1 done, interrupted in 2 after its validation row was logged
@@ -261,7 +262,7 @@ def test_learning_log_survives_two_interruptions(tmp_path):
              (4, 9, None, 0.1)], done_epoch=3)  # fmt: skip
     # resumed at epoch 4: finishes
     attempt([(4, 9, None, 0.15), (4, 9, 0.5, None), (5, 11, None, 0.12), (5, 11, 0.4, None)])
-    _merge_kept_log(tmp_path)
+    merge_kept_log(tmp_path)
     merged = pd.read_csv(tmp_path / "metrics.csv")
     assert merged["epoch"].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]
     assert merged["val_loss"].dropna().tolist() == [0.5, 0.4, 0.3, 0.2, 0.15, 0.12]

@@ -1,4 +1,5 @@
-"""Tests of coolcore.sim.simulate: projections against brute force, labels, files, errors."""
+"""Tests of coolcore.sim (population, projection, simulate): projections against brute force,
+labels, files, errors."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from scipy import special
 
 from coolcore.errors import UsageError
 from coolcore.sim import physics as ph
+from coolcore.sim import population as pop
+from coolcore.sim import projection as proj
 from coolcore.sim import simulate as sim
 
 KPC_CM = 3.0857e21
@@ -33,7 +36,7 @@ def _los_grid(step_kpc: float) -> np.ndarray:
 
 
 def _brute_force_image(
-    model: sim.ClusterModel,
+    model: pop.ClusterModel,
     axis: str,
     size: int,
     fov_kpc: float,
@@ -46,8 +49,8 @@ def _brute_force_image(
     smooth gas at the ellipsoidal radius sqrt(x^T Q x), clumps (1 + d^T Q_c d)^-2, and
     optionally the cavities as spheres that keep (1 - fill) of the gas emissivity.
     """
-    perm = sim.PLANE_PERMUTATION[axis]
-    coords = sim.sample_coordinates(size, fov_kpc)
+    perm = proj.PLANE_PERMUTATION[axis]
+    coords = proj.sample_coordinates(size, fov_kpc)
     uu, vv = np.meshgrid(coords, coords)  # rows v, columns u
     z = _los_grid(step_kpc)
     out = np.empty(uu.size)
@@ -73,30 +76,30 @@ def _brute_force_image(
             )
         out[start : start + 128] = np.trapezoid(eps, z, axis=1) * KPC_CM
     fine = out.reshape(uu.shape)
-    ss = sim.SUBSAMPLE
+    ss = proj.SUBSAMPLE
     return fine.reshape(size, ss, size, ss).mean(axis=(1, 3))
 
 
-def _quiet(model: sim.ClusterModel) -> sim.ClusterModel:
+def _quiet(model: pop.ClusterModel) -> pop.ClusterModel:
     """The model without its 2-D multiplicative fields (sloshing, fluctuations)."""
     return dataclasses.replace(model, sloshing=None, fluct_rms=0.0)
 
 
 @pytest.fixture(scope="module")
-def cool_core() -> sim.ClusterModel:
+def cool_core() -> pop.ClusterModel:
     rng = np.random.default_rng(11)
     for _ in range(50):  # find one with AGN cavities
-        model = sim.draw_cluster(rng, "CC", 0)
+        model = pop.draw_cluster(rng, "CC", 0)
         if model.cavities:
             return model
     raise AssertionError("no CC with cavities")
 
 
 @pytest.fixture(scope="module")
-def non_cool_core() -> sim.ClusterModel:
+def non_cool_core() -> pop.ClusterModel:
     rng = np.random.default_rng(5)
     for _ in range(50):  # find one with a subclump, to test the clumps too
-        model = sim.draw_cluster(rng, "NCC", 1)
+        model = pop.draw_cluster(rng, "NCC", 1)
         if any(c.kind == "subclump" for c in model.clumps):
             return model
     raise AssertionError("no NCC with a subclump")
@@ -112,18 +115,18 @@ def _assert_close_above(fast: np.ndarray, ref: np.ndarray, rtol: float = 0.01) -
 @pytest.mark.parametrize("axis", ["x", "z"])
 def test_projection_matches_brute_force_full_field(non_cool_core, axis):
     model = non_cool_core
-    fast = sim.render_projection(model, axis, 16, 1000.0, disturbances=False)
+    fast = proj.render_projection(model, axis, 16, 1000.0, disturbances=False)
     ref = _brute_force_image(model, axis, 16, 1000.0, with_cavities=False)
     _assert_close_above(fast, ref)
 
 
 def test_projection_matches_brute_force_core_with_cavities(cool_core):
     model = _quiet(cool_core)
-    fast = sim.render_projection(model, "y", 16, 160.0)
+    fast = proj.render_projection(model, "y", 16, 160.0)
     ref = _brute_force_image(model, "y", 16, 160.0, with_cavities=True, step_kpc=0.1)
     _assert_close_above(fast, ref)
     # and the cavities do remove light somewhere in the core
-    no_cav = sim.render_projection(model, "y", 16, 160.0, disturbances=False)
+    no_cav = proj.render_projection(model, "y", 16, 160.0, disturbances=False)
     assert (fast / no_cav).min() < 0.97
 
 
@@ -133,15 +136,15 @@ def test_projection_of_spherical_beta_model_is_analytic():
     n0, rc, beta, T = 5e-3, 120.0, 0.6, 5.0
     dens = ph.DensityParams(n0, rc, rs_kpc=1.0, alpha=0.0, beta=beta, eps=0.0)
     temp = ph.TemperatureParams(T, 1.0, 100.0, 2.0, 1e12, 0.0)
-    model = sim.ClusterModel(
+    model = pop.ClusterModel(
         cluster_id=0, m500_msun=3e14, r500_kpc=1000.0, T_keV=T, fgas=0.13,
         density=dens, temperature=temp, shape_matrix=np.eye(3),
         axis_ratios=np.ones(3), ne0_cm3=0.0, T_center_keV=T, t_cool_gyr=1.0, label="WCC",
     )  # fmt: skip
-    img = sim.render_projection(model, "z", 64, 800.0, subsample=1)
+    img = proj.render_projection(model, "z", 64, 800.0, subsample=1)
     eps0 = 1.2 * n0**2 / 1.2 * ph.cooling_function(T)
     norm = eps0 * math.sqrt(math.pi) * rc * special.gamma(3 * beta - 0.5) / special.gamma(3 * beta)
-    c = sim.sample_coordinates(64, 800.0, 1)
+    c = proj.sample_coordinates(64, 800.0, 1)
     R = np.hypot(c[None, :], c[:, None])
     expected = norm * (1 + (R / rc) ** 2) ** (0.5 - 3 * beta) * KPC_CM
     np.testing.assert_allclose(img, expected, rtol=2e-3)
@@ -152,7 +155,7 @@ def test_projection_of_spherical_beta_model_is_analytic():
 
 @pytest.mark.parametrize("label", ["CC", "WCC", "NCC"])
 def test_labels_come_from_the_3d_cooling_time(label):
-    model = sim.draw_cluster(np.random.default_rng(3), label, 7)
+    model = pop.draw_cluster(np.random.default_rng(3), label, 7)
     r = 0.012 * model.r500_kpc
     n_e = ph.ne_cm3(r, model.density)
     T = ph.temperature_keV(r, model.temperature)
@@ -168,8 +171,8 @@ def test_labels_come_from_the_3d_cooling_time(label):
 
 def test_cool_cores_are_denser_and_cooler_in_the_centre():
     rng = np.random.default_rng(0)
-    cc = [sim.draw_cluster(rng, "CC") for _ in range(8)]
-    ncc = [sim.draw_cluster(rng, "NCC") for _ in range(8)]
+    cc = [pop.draw_cluster(rng, "CC") for _ in range(8)]
+    ncc = [pop.draw_cluster(rng, "NCC") for _ in range(8)]
     assert np.median([m.ne0_cm3 for m in cc]) > 3 * np.median([m.ne0_cm3 for m in ncc])
     ratio = lambda m: m.T_center_keV / m.T_keV  # noqa: E731
     assert np.median([ratio(m) for m in cc]) < np.median([ratio(m) for m in ncc])
@@ -282,6 +285,7 @@ def test_observed_mode_poisson_counts(tmp_path):
         (dict(fov_kpc=-1.0), "fov_kpc"),
         (dict(workers=0), "workers"),
         (dict(seed=-3), "seed"),
+        (dict(seed=2**32), "seed: must be an integer in 0..4294967295"),
         (dict(exposure_ks=0.0), "exposure_ks"),
         (dict(background=-1.0), "background"),
     ],
@@ -294,11 +298,51 @@ def test_bad_arguments_raise_usage_errors(tmp_path, kwargs, name):
 def test_out_dir_that_is_a_file(tmp_path):
     f = tmp_path / "file.txt"
     f.write_text("x")
-    with pytest.raises(UsageError, match="out_dir"):
+    with pytest.raises(UsageError, match="file.txt: exists and is not a folder"):
         sim.simulate_sample(f, n_clusters=1, size=16, progress=False)
+    assert f.read_text() == "x"
 
 
 def test_exact_class_counts():
-    assert sim._class_counts(318, (0.1, 0.6, 0.3)).tolist() == [32, 191, 95]
-    assert sim._class_counts(7, (0.0, 1.0, 0.0)).tolist() == [0, 7, 0]
-    assert sim._class_counts(10, (1 / 3, 1 / 3, 1 / 3)).sum() == 10
+    assert sim.class_counts(318, (0.1, 0.6, 0.3)).tolist() == [32, 191, 95]
+    assert sim.class_counts(7, (0.0, 1.0, 0.0)).tolist() == [0, 7, 0]
+    assert sim.class_counts(10, (1 / 3, 1 / 3, 1 / 3)).sum() == 10
+
+
+def test_size_beyond_memory_is_refused_with_the_estimate(tmp_path):
+    with pytest.raises(UsageError) as info:
+        sim.simulate_sample(tmp_path / "big", n_clusters=2, size=10**6, workers=2, progress=False)
+    msg = str(info.value)
+    # 256 bytes per pixel: 10^12 pixels need 2.56e14 bytes = 2.38e+05 GiB per worker
+    assert msg.startswith("size=1000000:") and "2.38e+05 GiB per worker" in msg, msg
+    assert "2 workers: 4.77e+05 GiB" in msg and "\n" not in msg
+    assert not (tmp_path / "big").exists()
+    assert sim.map_memory_bytes(1024) == 256 * 1024**2
+
+
+def test_observation_without_counts_is_an_error(tmp_path):
+    with pytest.raises(UsageError) as info:
+        sim.simulate_sample(
+            tmp_path / "obs", n_clusters=2, size=32, seed=3, observed=True, exposure_ks=1e-9,
+            progress=False,
+        )  # fmt: skip
+    msg = str(info.value)
+    assert (
+        msg.startswith("exposure_ks=1e-09: the mock observation of c0000_x") and "no counts" in msg
+    )
+    assert not (tmp_path / "obs").exists()
+    # the exposure a message names is the one that expects one count in the map
+    image, rng = np.full((4, 4), 1e-12), np.random.default_rng(0)
+    with pytest.raises(UsageError) as info:
+        sim.observe_counts(image, 10.0, 1e-6, 0.0, rng)
+    need = float(str(info.value).rsplit("at least ", 1)[1].split(" ks")[0])
+    assert sim.expected_counts(image, 10.0, need, 0.0).sum() == pytest.approx(1.0, rel=1e-2)
+    sim.observe_counts(image, 10.0, need * 1.01, 0.0, rng)
+    with pytest.raises(UsageError, match="no counts"):
+        sim.observe_counts(image, 10.0, need * 0.99, 0.0, rng)
+    # expected counts by hand: S A_pix t A_eff / (4 pi D^2 E_ph) + background t
+    rate = (10.0 * KPC_CM) ** 2 * 400.0 / (4 * math.pi * (230.0 * 3.0857e24) ** 2) / 3.204354e-9
+    expected = sim.expected_counts(np.full((4, 4), 3.0), 10.0, 2.0, 0.5)
+    np.testing.assert_allclose(expected, 3.0 * rate * 2e3 + 0.5 * 2.0, rtol=1e-12)
+    with pytest.raises(UsageError, match="expects 0 photon counts"):
+        sim.observe_counts(np.zeros((4, 4)), 10.0, 5.0, 0.0, np.random.default_rng(0))

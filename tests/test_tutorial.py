@@ -103,3 +103,6 @@ def test_tutorial_runs(tmp_path_factory, monkeypatch, capsys):
     assert "explain/grid.png" in report and (work / "runs" / "cv" / "report.html").is_file()
     assert (work / "explain_py" / "a1795.png").is_file()
     assert namespace["records"][0]["predicted"] in ("CC", "WCC", "NCC")
+    # the batch loop printed the three maps of maps/ in order, with the model's CAM size
+    shown = [line.split() for line in out.out.splitlines() if line.endswith("(64, 64)")]
+    assert [r[:2] for r in shown] == [["0", "a1795"], ["1", "abell2029"], ["2", "rxj1347"]]

@@ -16,14 +16,21 @@ training data's ``log_range``), ``training_data`` (path, checksum, image count,
 the median ``pixel_kpc`` of the catalogue, the field of view ``fov_kpc = crop *
 pixel_kpc``, the maps' ``BUNIT``), the full run ``config``, the ``folds``
 exported, ``weights`` (file name -> SHA-256), ``versions`` (of the training run
-and of the export) and ``source_run``.
+and of the export), ``source_run`` and ``meta_sha256``, the SHA-256 of the rest of
+``model.json`` (:func:`meta_checksum`), so an edit of ``model.json`` is detected
+like a modified weight file. Every file is written with the mode of a new file
+(``0666`` less the umask, usually ``0644``), so other users can load the model.
+
+Only a finished cv run is exported (an unfinished one is refused with the
+command that finishes it), except one explicitly chosen finished fold
+(``--fold K``). The model folder must lie apart from the run and its data, and
+``--force`` replaces only a model folder.
 
 :func:`coolcore.apps.inference.load_model` reads the folder back.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -36,8 +43,25 @@ import pandas as pd
 
 from coolcore import CLASS_NAMES
 from coolcore.errors import CoolcoreError, DataError, UsageError
+from coolcore.nn.model import network_config
+from coolcore.runs.atomic import file_sha256, json_sha256
+from coolcore.runs.folder import RunFolder, read_json
+from coolcore.runs.outputs import check_output_apart, check_replaceable
+from coolcore.runs.record import versions
 
-__all__ = ["FORMAT_VERSION", "MODEL_FILE", "export_model"]
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "META_CHECKSUM_KEY",
+    "MODEL_FILE",
+    "export_model",
+    "file_sha256",
+    "meta_checksum",
+    "model_metadata",
+    "one_line",
+    "read_json",
+    "state_from_checkpoint",
+]
 
 FORMAT_VERSION = 1
 """Version of the model-folder layout this coolcore writes and reads."""
@@ -45,102 +69,37 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model.json"
 FORMAT_NAME = "coolcore-model"
 
-_NETWORK_KEYS = (
-    "variant",
-    "combine",
-    "weights",
-    "aux_size",
-    "tau1",
-    "tau2",
-    "lam",
-    "center_smoothing",
-)
+META_CHECKSUM_KEY = "meta_sha256"
+"""The key of ``model.json`` that holds the SHA-256 of the rest of ``model.json``."""
 
 
-# --------------------------------------------------------------------------- helpers
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none)."""
     lines = str(exc).strip().splitlines()
     return lines[0].strip() if lines else type(exc).__name__
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable JSON file ({_one_line(exc)})") from None
-    if not isinstance(obj, dict):
-        raise DataError(f"{path}: expected a JSON object")
-    return obj
+def meta_checksum(meta: dict) -> str:
+    """SHA-256 of ``model.json``'s content less its ``meta_sha256`` key:
+    ``json.dumps(meta, sort_keys=True, separators=(",", ":"))`` hashed."""
+    return json_sha256({k: v for k, v in meta.items() if k != META_CHECKSUM_KEY})
 
 
-def _versions() -> dict:
-    from coolcore.runs.folder import versions
-
-    return versions()
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 # --------------------------------------------------------------------------- export
-def _fold_dirs(run: Path) -> dict[int, Path]:
-    out = {}
-    for d in sorted(run.glob("fold_*")):
-        try:
-            k = int(d.name.split("_", 1)[1])
-        except ValueError:
-            continue
-        if d.is_dir():
-            out[k] = d
-    return out
-
-
-def _checkpoint_of(fold_dir: Path) -> Path:
-    info = fold_dir / "fold.json"
-    name = "checkpoints/best.ckpt"
-    if info.is_file():
-        name = _read_json(info).get("best_checkpoint") or name
-    path = fold_dir / name
-    if not path.is_file():
-        last = fold_dir / "checkpoints" / "last.ckpt"
-        if last.is_file():
-            return last
-        raise DataError(f"{path}: checkpoint missing (the fold did not finish training)")
-    return path
-
-
-def _cv_record(run: Path) -> dict:
-    """run.json of a finished cv run, with a clear error for anything else."""
-    run = Path(run)
-    if not run.exists():
-        raise UsageError(f"{run}: no such run folder")
-    if not run.is_dir():
-        raise UsageError(f"{run}: not a folder (RUN is a cv run folder)")
-    record_path = run / "run.json"
-    if not record_path.is_file():
-        raise UsageError(f"{run}: not a run folder (no run.json); make one with `coolcore cv`")
-    record = _read_json(record_path)
-    kind = record.get("kind")
-    if kind == "ablation":
-        raise UsageError(
-            f"{run}: an ablation run holds one cv run per method; export one of them, "
-            f"e.g. {run / 'all' / 'rep_00'}"
-        )
-    if kind != "cv" or not isinstance(record.get("config"), dict):
-        raise UsageError(f"{run}: run.json does not describe a cv run (kind {kind!r})")
-    return record
-
-
-def _state_from_checkpoint(path: Path) -> tuple[dict, dict]:
+def state_from_checkpoint(path: Path) -> tuple[dict, dict]:
     """The network's state dict (``net.`` prefix removed) and the run config of a checkpoint."""
     import torch
 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise DataError(f"{path}: not a readable checkpoint ({_one_line(exc)})") from None
+        raise DataError(f"{path}: not a readable checkpoint ({one_line(exc)})") from None
     try:
         state = ckpt["state_dict"]
         cfg = ckpt["hyper_parameters"]["cfg"]
@@ -154,7 +113,8 @@ def _state_from_checkpoint(path: Path) -> tuple[dict, dict]:
 
 def _training_data_info(record: dict, cfg: dict) -> dict:
     """Where the training data lie and what their maps are: pixel scale, field of view, units."""
-    from coolcore.data import io as cio
+    from coolcore.data.catalog import read_catalog, resolve_data
+    from coolcore.data.images import image_header_info
 
     crop = int(cfg["preprocess"]["crop"])
     info: dict[str, Any] = {
@@ -170,8 +130,8 @@ def _training_data_info(record: dict, cfg: dict) -> dict:
     if not data:
         return info
     try:
-        catalog_path = cio.resolve_data(data)
-        catalog = cio.read_catalog(catalog_path, require_labels=False, check_files=False)
+        catalog_path = resolve_data(data)
+        catalog = read_catalog(catalog_path, require_labels=False, check_files=False)
     except CoolcoreError:
         return info
     pix = None
@@ -184,7 +144,7 @@ def _training_data_info(record: dict, cfg: dict) -> dict:
     headers = []
     for p in sample:
         try:
-            headers.append(cio.image_header_info(p))
+            headers.append(image_header_info(p))
         except CoolcoreError:
             continue
     if pix is None:
@@ -204,7 +164,7 @@ def _log_range(record: dict, cfg: dict) -> list[float] | None:
     if record.get("log_range") is not None:
         lo, hi = record["log_range"]
         return [float(lo), float(hi)]
-    from coolcore.train.experiments import load_data
+    from coolcore.train.protocol import load_data
 
     data = record.get("data")
     if not data or not Path(data).exists():
@@ -219,22 +179,16 @@ def _log_range(record: dict, cfg: dict) -> list[float] | None:
     return [float(lo), float(hi)]
 
 
-def _network_config(cfg: dict) -> dict:
-    m = cfg["model"]
-    net = {key: m[key] for key in _NETWORK_KEYS}
-    net["num_classes"] = len(CLASS_NAMES)
-    return net
-
-
-def _metadata(run: Path, record: dict, folds: list[int], weights: dict[str, str]) -> dict:
+def model_metadata(run: Path, record: dict, folds: list[int], weights: dict[str, str]) -> dict:
+    """The content of ``model.json`` for ``folds`` of the cv run ``run`` (see the module
+    docstring), less ``meta_sha256`` (:func:`meta_checksum`)."""
     cfg = record["config"]
     p = cfg["preprocess"]
     size = p["size"] if p.get("size") is not None else p["crop"]
     fold_info = {}
     for k in folds:
-        path = run / f"fold_{k:02d}" / "fold.json"
-        if path.is_file():
-            fj = _read_json(path)
+        fj = RunFolder(run).read_fold_info(k)
+        if fj is not None:
             fold_info[str(k)] = {
                 key: fj.get(key) for key in ("best_epoch", "best_val_macro_f1", "epochs")
             }
@@ -244,7 +198,7 @@ def _metadata(run: Path, record: dict, folds: list[int], weights: dict[str, str]
         "class_names": list(CLASS_NAMES),
         "variant": cfg["model"]["variant"],
         "combine": cfg["model"]["combine"],
-        "network": _network_config(cfg),
+        "network": network_config(cfg),
         "preprocess": {
             "crop": int(p["crop"]),
             "size": p.get("size"),
@@ -259,7 +213,7 @@ def _metadata(run: Path, record: dict, folds: list[int], weights: dict[str, str]
         "fold_info": fold_info,
         "weights": weights,
         "config": cfg,
-        "versions": {"training": record.get("versions"), "export": _versions()},
+        "versions": {"training": record.get("versions"), "export": versions()},
         "source_run": str(run.resolve()),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -290,51 +244,56 @@ def export_model(
     Raises
     ------
     coolcore.errors.UsageError
-        ``run`` is not a cv run, ``fold`` does not exist, ``out`` exists without ``force``.
+        ``run`` is not a finished cv run (or ``fold`` not a finished fold of it),
+        ``fold`` does not exist, ``out`` exists without ``force`` or is not a model
+        folder, ``out`` is, contains or lies inside the run or its data.
     coolcore.errors.DataError
         A checkpoint is missing or unreadable.
     """
     from safetensors.torch import save_file
 
     run = Path(run)
-    record = _cv_record(run)
+    folder = RunFolder(run)
+    record = folder.finished_cv_record(fold=fold)
     out = Path(out)
-    if out.exists() and not force:
-        raise UsageError(f"{out}: already exists; pass --force to replace it")
-    dirs = _fold_dirs(run)
-    n_folds = int(record["config"]["cv"]["folds"])
-    if fold is not None:
-        if fold not in dirs:
-            raise UsageError(
-                f"--fold {fold}: {run} has folds {', '.join(map(str, sorted(dirs))) or 'none'}"
-            )
-        folds = [fold]
-    else:
-        missing = [k for k in range(n_folds) if k not in dirs]
-        if missing:
-            raise UsageError(
-                f"{run}: folds {', '.join(map(str, missing))} of {n_folds} are missing; "
-                "finish the run (--resume) or export one fold with --fold"
-            )
-        folds = list(range(n_folds))
+    check_output_apart(out, [run, record.get("data")])
+    folds = _folds_to_export(folder, record, fold)
+    if os.path.lexists(out):
+        if not force:
+            raise UsageError(f"{out}: already exists; pass --force to replace it")
+        check_replaceable(out, markers=[MODEL_FILE], what="model folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
+    mode = 0o666 & ~_umask()  # as model.json: readable by the folder's other users
     try:
         weights = {}
         for k in folds:
-            state, _ = _state_from_checkpoint(_checkpoint_of(dirs[k]))
+            state, _ = state_from_checkpoint(folder.checkpoint(k))
             name = f"fold_{k:02d}.safetensors"
             save_file(state, str(tmp / name), metadata={"format": "pt", "fold": str(k)})
-            weights[name] = _sha256(tmp / name)
-        meta = _metadata(run, record, folds, weights)
-        (tmp / MODEL_FILE).write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
+            os.chmod(tmp / name, mode)
+            weights[name] = file_sha256(tmp / name)
+        meta = json.loads(json.dumps(model_metadata(run, record, folds, weights), default=str))
+        meta[META_CHECKSUM_KEY] = meta_checksum(meta)
+        (tmp / MODEL_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        if os.path.lexists(out):
+            shutil.rmtree(out) if out.is_dir() and not out.is_symlink() else out.unlink()
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _folds_to_export(folder: RunFolder, record: dict, fold: int | None) -> list[int]:
+    if fold is None:
+        return list(range(int(record["config"]["cv"]["folds"])))
+    dirs = folder.fold_dirs()
+    if fold not in dirs:
+        raise UsageError(
+            f"--fold {fold}: {folder.path} has folds {', '.join(map(str, sorted(dirs))) or 'none'}"
+        )
+    return [fold]

@@ -1,65 +1,66 @@
-"""Trained models on new maps: load a model folder safely, predict with the ensemble.
+"""Load a trained model safely: a model folder (``coolcore export``) or a finished cv run.
 
 :func:`coolcore.apps.export.export_model` writes the model folder (its layout is
-described there); :mod:`coolcore.data.inputs` says how a map is brought to the model.
+described there); :func:`load_model` reads it back as a
+:class:`~coolcore.apps.trained.TrainedModel`, which predicts
+(:meth:`~coolcore.apps.trained.TrainedModel.predict`, batch by batch with
+:meth:`~coolcore.apps.trained.TrainedModel.predict_batches`); the prediction
+table's columns are described in :mod:`coolcore.apps.predictions`.  This module
+also gives the names of those modules that the command line and the package use
+(``TrainedModel``, ``collect_inputs``, ``write_predictions``, ``catalog_metrics``
+...), so ``from coolcore.apps.inference import ...`` keeps working.
 
-Loading (:func:`load_model`) never unpickles code: the weights are safetensors,
-and a cv run folder is read with ``torch.load(..., weights_only=True)``.  Every
-weight file's SHA-256 is checked against ``model.json`` before it is read, so a
-truncated, corrupt or modified file is refused with a one-line
+Loading never unpickles code: the weights are safetensors, and a cv run folder
+is read with ``torch.load(..., weights_only=True)``.  Before any weight is read,
+``model.json`` is checked (:func:`check_model_meta`): its format version; its
+own checksum ``meta_sha256`` where it has one (model folders exported before
+that key existed have none and are accepted without it); that it is complete
+(``variant``, ``network``, ``preprocess``, a non-empty ``folds`` list, one
+``weights`` entry per fold) and consistent (the variant with the network, the
+preprocessing with itself and with the run config it records).  Then every
+weight file's SHA-256 is checked against ``model.json`` before it is read.  A
+truncated, corrupt, modified or hand-edited file is refused with a one-line
 :class:`~coolcore.errors.DataError` naming it.
-
-Predictions
------------
-Each fold model gives class probabilities; the ensemble's are their mean.
-``predicted`` is the arg-max of the mean, ``ordinal_score = sum_k k p_k`` the
-expected class index (0 CC, 1 WCC, 2 NCC), ``spread`` the standard deviation
-over the fold models (``ddof=0``) of the probability of the predicted class
-(0 for a single model).  The box ``box_x0, box_y0, box_x1, box_y1`` is the
-auxiliary branch's crop box in pixels of the *model input*
-(``input_size`` x ``input_size``; x the column, y the row, both ends inclusive),
-averaged over the fold models; ``baseline`` models give the whole input.
 """
 
 from __future__ import annotations
 
-import contextlib
+import math
 import os
-import sys
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from coolcore import CLASS_NAMES, __version__
+from coolcore.apps.batches import PIXEL_SCALE_TOLERANCE, PredictionBatch
 from coolcore.apps.export import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    META_CHECKSUM_KEY,
     MODEL_FILE,
-    _checkpoint_of,
-    _cv_record,
-    _fold_dirs,
-    _metadata,
-    _network_config,
-    _one_line,
-    _read_json,
-    _sha256,
-    _state_from_checkpoint,
     export_model,
+    file_sha256,
+    meta_checksum,
+    model_metadata,
+    one_line,
+    read_json,
+    state_from_checkpoint,
 )
-from coolcore.data.inputs import (
-    MapInput,
-    _as_inputs,
-    _header_scale_and_unit,
-    collect_inputs,
-    input_window_px,
-    map_pixel_kpc,
+from coolcore.apps.predictions import (
+    PREDICTION_COLUMNS,
+    PredictionTable,
+    catalog_metrics,
+    write_predictions,
 )
-from coolcore.errors import CoolcoreError, DataError, ImageError, UsageError
+from coolcore.apps.trained import TrainedModel, resolve_device
+from coolcore.data.inputs import MapInput, collect_inputs, input_window_px, map_pixel_kpc
+from coolcore.errors import CoolcoreError, DataError, UsageError
+from coolcore.runs.folder import RunFolder
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from coolcore.nn.model import MultiBranchAttentionNet
 
 __all__ = [
     "FORMAT_VERSION",
@@ -67,48 +68,57 @@ __all__ = [
     "PIXEL_SCALE_TOLERANCE",
     "PREDICTION_COLUMNS",
     "MapInput",
+    "PredictionBatch",
+    "PredictionTable",
     "TrainedModel",
+    "catalog_metrics",
+    "check_model_meta",
     "collect_inputs",
     "export_model",
     "input_window_px",
     "load_model",
     "map_pixel_kpc",
+    "rebuild_network",
+    "write_predictions",
 ]
 
-PIXEL_SCALE_TOLERANCE = 0.2
-"""Relative pixel-scale difference to the training data above which a map is warned about."""
-
-PREDICTION_COLUMNS: tuple[str, ...] = (
-    "file",
-    "image_id",
-    *(f"p_{c}" for c in CLASS_NAMES),
-    "predicted",
-    "ordinal_score",
-    "spread",
-    "box_x0",
-    "box_y0",
-    "box_x1",
-    "box_y1",
-    "error",
-)
-"""Columns of ``coolcore predict``'s CSV, in order."""
+_META_KEYS = ("class_names", "variant", "network", "preprocess", "folds", "weights")
 
 
 # --------------------------------------------------------------------------- loading
-def _build_net(network: dict, state: dict, source: Path):
+def rebuild_network(
+    run_cfg: Mapping[str, Any], state: Mapping[str, Any], source: Path
+) -> MultiBranchAttentionNet:
+    """A trained network: the one a run config describes, with a state dict's weights.
+
+    Parameters
+    ----------
+    run_cfg : mapping
+        A run config, or any mapping with its ``model`` section (for a model
+        folder, ``{"model": meta["network"]}``); built with
+        :func:`coolcore.nn.model.build_network` (``weights="none"``: the trained
+        weights, and the input normalisation, come from ``state``).
+    state : mapping
+        The network's state dict (all keys, exactly).
+    source : Path
+        The file the weights came from, for messages.
+
+    Raises
+    ------
+    coolcore.errors.DataError
+        A network description the network refuses, or weights that do not fit it.
+    """
     import torch
 
-    from coolcore.nn.model import MultiBranchAttentionNet
+    from coolcore.nn.model import build_network
 
-    config = {k: v for k, v in network.items() if k in MultiBranchAttentionNet.CONFIG_KEYS}
-    config["weights"] = "none"  # the trained weights come from the state dict
     try:
         # built on the meta device: no time spent on a random initialisation that
         # the state dict replaces at once (assign=True adopts its tensors)
         with torch.device("meta"):
-            net = MultiBranchAttentionNet.from_config(config)
-    except CoolcoreError as exc:
-        raise DataError(f"{source}: bad network description ({exc})") from None
+            net = build_network(run_cfg, weights="none")
+    except (CoolcoreError, KeyError, TypeError) as exc:
+        raise DataError(f"{source}: bad network description ({one_line(exc)})") from None
     try:
         net.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
@@ -125,7 +135,7 @@ def _load_weight_file(path: Path, expected_sha: str | None) -> dict:
     if not path.is_file():
         raise DataError(f"{path}: weight file missing (listed in {MODEL_FILE})")
     if expected_sha is not None:
-        actual = _sha256(path)
+        actual = file_sha256(path)
         if actual != expected_sha:
             raise DataError(
                 f"{path}: SHA-256 {actual[:12]}... does not match {MODEL_FILE} "
@@ -134,10 +144,137 @@ def _load_weight_file(path: Path, expected_sha: str | None) -> dict:
     try:
         return load_file(str(path), device="cpu")
     except Exception as exc:
-        raise DataError(f"{path}: not a readable safetensors file ({_one_line(exc)})") from None
+        raise DataError(f"{path}: not a readable safetensors file ({one_line(exc)})") from None
 
 
-def _check_meta(meta: dict, path: Path) -> None:
+def _positive_or_none(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _check_folds_and_weights(meta: dict, path: Path) -> None:
+    folds, weights = meta["folds"], meta["weights"]
+    if not isinstance(folds, list) or not folds:
+        raise DataError(f"{path}: 'folds' is empty or not a list: the model holds no fold model")
+    if not all(isinstance(k, int) and not isinstance(k, bool) and k >= 0 for k in folds):
+        raise DataError(f"{path}: 'folds' {folds} must be fold numbers (integers >= 0)")
+    if len(set(folds)) != len(folds):
+        raise DataError(f"{path}: 'folds' {folds} lists a fold twice")
+    if not isinstance(weights, dict):
+        raise DataError(f"{path}: 'weights' must map weight files to their SHA-256")
+    names = {f"fold_{k:02d}.safetensors" for k in folds}
+    missing, extra = sorted(names - set(weights)), sorted(set(weights) - names)
+    if missing:
+        raise DataError(f"{path}: no SHA-256 listed for {missing[0]}")
+    if extra:
+        raise DataError(
+            f"{path}: 'weights' lists {extra[0]}, which is not one of the folds {folds}"
+        )
+
+
+def _check_preprocess(meta: dict, path: Path) -> None:
+    from coolcore.data.transforms import PreprocessConfig
+
+    p = meta["preprocess"]
+    if not isinstance(p, dict):
+        raise DataError(f"{path}: 'preprocess' must be a mapping")
+    for key in ("crop", "input_size", "scaling"):
+        if key not in p:
+            raise DataError(f"{path}: missing key 'preprocess.{key}'")
+    try:
+        cfg = PreprocessConfig(
+            crop=p["crop"],
+            size=p.get("size"),
+            scaling=p["scaling"],
+            center=p.get("center", "image"),
+        )
+    except CoolcoreError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    if p["input_size"] != cfg.output_size or (cfg.size or 0) > cfg.crop:
+        raise DataError(
+            f"{path}: preprocess input_size {p['input_size']!r} does not follow from its "
+            f"crop {cfg.crop} and size {cfg.size} (input_size = size, or crop without size)"
+        )
+    log_range = p.get("log_range")
+    if cfg.scaling == "dataset" and not (
+        isinstance(log_range, list)
+        and len(log_range) == 2
+        and all(isinstance(v, int | float) and math.isfinite(v) for v in log_range)
+        and log_range[0] < log_range[1]
+    ):
+        raise DataError(
+            f"{path}: data-set scaling needs 'preprocess.log_range' [low, high], got {log_range!r}"
+        )
+    config = meta.get("config")
+    recorded = config.get("preprocess") if isinstance(config, dict) else None
+    if isinstance(recorded, dict):
+        for key, value in cfg.to_dict().items():
+            if key in recorded and recorded[key] != value:
+                raise DataError(
+                    f"{path}: preprocess {key}={value!r} differs from the run config's "
+                    f"{recorded[key]!r}: the file was edited; export the model again"
+                )
+
+
+def _check_network(meta: dict, path: Path) -> None:
+    from coolcore.nn.model import VARIANTS, network_config
+
+    network, variant = meta["network"], meta["variant"]
+    if variant not in VARIANTS:
+        raise DataError(f"{path}: variant {variant!r} is not one of {', '.join(VARIANTS)}")
+    if not isinstance(network, dict) or network.get("variant") != variant:
+        got = network.get("variant") if isinstance(network, dict) else network
+        raise DataError(f"{path}: variant {variant!r} differs from the network's {got!r}")
+    config = meta.get("config")
+    if isinstance(config, dict) and isinstance(config.get("model"), dict):
+        recorded = network_config(config)
+        if recorded != network:
+            key = next(
+                k for k in sorted({*recorded, *network}) if recorded.get(k) != network.get(k)
+            )
+            raise DataError(
+                f"{path}: network {key}={network.get(key)!r} differs from the run config's "
+                f"{recorded.get(key)!r}: the file was edited; export the model again"
+            )
+    training = meta.get("training_data", {})
+    if not isinstance(training, dict) or not all(
+        _positive_or_none(training.get(k)) for k in ("pixel_kpc", "fov_kpc")
+    ):
+        raise DataError(f"{path}: training_data pixel_kpc and fov_kpc must be positive numbers")
+
+
+def check_model_meta(meta: dict, path: Path) -> None:
+    """Refuse a ``model.json`` that is not of this format, not intact, not complete or not consistent.
+
+    In order: ``format`` and ``format_version``; ``meta_sha256`` (the SHA-256 of
+    the rest, :func:`coolcore.apps.export.meta_checksum`) when present: model
+    folders exported before it existed have none and are checked without it;
+    the keys ``class_names`` (those of this coolcore), ``variant``, ``network``,
+    ``preprocess``, ``folds`` and ``weights``; ``folds`` a non-empty list of
+    distinct fold numbers with exactly one ``fold_XX.safetensors`` in
+    ``weights`` each; the variant one of the network's, and the network's own;
+    ``preprocess`` valid (:class:`coolcore.data.transforms.PreprocessConfig`),
+    its ``input_size`` following from ``crop`` and ``size``, a ``log_range``
+    for data-set scaling; network and preprocessing equal to those of the run
+    ``config`` recorded beside them; training pixel scale and field of view
+    positive where given.
+
+    Parameters
+    ----------
+    meta : dict
+        The parsed ``model.json``.
+    path : Path
+        Its path, for messages.
+
+    Raises
+    ------
+    coolcore.errors.DataError
+        The first problem found, on one line.
+    """
     if meta.get("format") != FORMAT_NAME:
         raise DataError(f"{path}: not a coolcore model description (format {meta.get('format')!r})")
     version = meta.get("format_version")
@@ -146,16 +283,26 @@ def _check_meta(meta: dict, path: Path) -> None:
             f"{path}: model format version {version!r} is not supported by coolcore "
             f"{__version__} (it reads version {FORMAT_VERSION}); use the coolcore that wrote it"
         )
-    for key in ("network", "preprocess", "weights", "folds", "class_names"):
+    if META_CHECKSUM_KEY in meta and meta[META_CHECKSUM_KEY] != meta_checksum(meta):
+        raise DataError(
+            f"{path}: its content does not match its {META_CHECKSUM_KEY} (the file was edited "
+            "or is corrupt); export the model again from its run"
+        )
+    for key in _META_KEYS:
         if key not in meta:
-            raise DataError(f"{path}: missing key '{key}'")
-    if list(meta["class_names"]) != list(CLASS_NAMES):
+            raise DataError(f"{path}: missing key '{key}'; export the model again from its run")
+    if not isinstance(meta["class_names"], list) or meta["class_names"] != list(CLASS_NAMES):
         raise DataError(
             f"{path}: class names {meta['class_names']} differ from {list(CLASS_NAMES)}"
         )
+    _check_folds_and_weights(meta, path)
+    _check_network(meta, path)
+    _check_preprocess(meta, path)
 
 
-def load_model(path: str | os.PathLike, *, device: str | None = None) -> TrainedModel:
+def load_model(
+    path: str | os.PathLike, *, device: str | torch.device | None = None
+) -> TrainedModel:
     """Load a model folder (or use a cv run folder directly) for prediction.
 
     Parameters
@@ -165,7 +312,8 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> Trained
         or a finished cv run folder (its fold checkpoints, read with
         ``weights_only=True``, form the ensemble).
     device : str, optional
-        ``"cpu"``, ``"cuda"`` ... (default: CUDA when available).
+        ``"cpu"``, ``"cuda"`` ... (default: CUDA when available); checked by
+        :func:`coolcore.apps.trained.resolve_device` before anything is read.
 
     Returns
     -------
@@ -174,10 +322,12 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> Trained
     Raises
     ------
     coolcore.errors.UsageError
-        ``path`` is neither a model folder nor a cv run.
+        ``path`` is neither a model folder nor a finished cv run; a device that
+        is not one or cannot be used here.
     coolcore.errors.DataError
-        ``model.json`` unreadable or of an unknown format version; a weight file
-        missing, truncated, corrupt or modified (SHA-256 mismatch).
+        ``model.json`` unreadable, of an unknown format version, edited, incomplete
+        or inconsistent (:func:`check_model_meta`); a weight file missing,
+        truncated, corrupt or modified (SHA-256 mismatch).
 
     Examples
     --------
@@ -186,6 +336,7 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> Trained
     >>> model.predict(["maps/a1795.fits"])              # doctest: +SKIP
     """
     path = Path(path)
+    device = resolve_device(device)  # a bad --device fails before any file is read
     if not path.exists():
         raise UsageError(f"{path}: no such model folder")
     if path.is_dir() and not (path / MODEL_FILE).is_file() and (path / "run.json").is_file():
@@ -200,510 +351,25 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> Trained
             f"{path}: not a model folder (no {MODEL_FILE}); make one with "
             f"`coolcore export RUN --out {path}`"
         )
-    meta = _read_json(meta_path)
-    _check_meta(meta, meta_path)
+    meta = read_json(meta_path)
+    check_model_meta(meta, meta_path)
     nets = []
-    for k in meta["folds"]:
+    for k in meta["folds"]:  # check_model_meta: one listed weight file per fold
         name = f"fold_{int(k):02d}.safetensors"
-        if name not in meta["weights"]:
-            raise DataError(f"{meta_path}: no SHA-256 listed for {name}")
         file = path / name
         state = _load_weight_file(file, meta["weights"][name])
-        nets.append(_build_net(meta["network"], state, file))
+        nets.append(rebuild_network({"model": meta["network"]}, state, file))
     return TrainedModel(nets, meta, path, device=device)
 
 
-def _model_from_run(run: Path, *, device: str | None) -> TrainedModel:
-    record = _cv_record(run)
-    dirs = _fold_dirs(run)
-    n_folds = int(record["config"]["cv"]["folds"])
-    folds = [k for k in range(n_folds) if k in dirs]
-    if not folds:
-        raise DataError(f"{run}: no fold folders with checkpoints")
+def _model_from_run(run: Path, *, device: torch.device) -> TrainedModel:
+    folder = RunFolder(run)
+    record = folder.finished_cv_record()  # an unfinished run is refused
+    folds = list(range(int(record["config"]["cv"]["folds"])))
     nets = []
     for k in folds:
-        ckpt = _checkpoint_of(dirs[k])
-        state, cfg = _state_from_checkpoint(ckpt)
-        nets.append(_build_net(_network_config(cfg), state, ckpt))
-    meta = _metadata(run, record, folds, weights={})
+        ckpt = folder.checkpoint(k)
+        state, cfg = state_from_checkpoint(ckpt)
+        nets.append(rebuild_network(cfg, state, ckpt))
+    meta = model_metadata(run, record, folds, weights={})
     return TrainedModel(nets, meta, run, device=device)
-
-
-# --------------------------------------------------------------------------- the model
-@dataclass
-class _Prepared:
-    """A batch ready for the network: which inputs, their tensors, and the failures."""
-
-    ok: list[int]
-    images: np.ndarray  # (n_ok, S, S) float32
-    errors: dict[int, str]
-    warnings: list[str]
-
-
-class TrainedModel:
-    """A trained ensemble (one network per fold) with its preprocessing; see :func:`load_model`.
-
-    Attributes
-    ----------
-    meta : dict
-        The content of ``model.json``.
-    nets : list of MultiBranchAttentionNet
-        The fold models, in eval mode.
-    path : Path
-        The folder it was loaded from.
-    """
-
-    def __init__(self, nets: list, meta: dict, path: Path, *, device: str | None = None) -> None:
-        import torch
-
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.nets = [n.to(self.device).eval() for n in nets]
-        if self.device.type == "cpu":
-            self.nets = [n.to_channels_last() for n in self.nets]
-        self.meta = meta
-        self.path = Path(path)
-
-    # ---------------------------------------------------------------- properties
-    @property
-    def variant(self) -> str:
-        return self.meta["variant"]
-
-    @property
-    def folds(self) -> list[int]:
-        return [int(k) for k in self.meta["folds"]]
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return tuple(self.meta["class_names"])
-
-    @property
-    def input_size(self) -> int:
-        return int(self.meta["preprocess"]["input_size"])
-
-    @property
-    def crop_px(self) -> int:
-        """The training window side in map pixels."""
-        return int(self.meta["preprocess"]["crop"])
-
-    @property
-    def pixel_kpc(self) -> float | None:
-        """The training maps' pixel scale (median over the catalogue), if known."""
-        return self.meta.get("training_data", {}).get("pixel_kpc")
-
-    @property
-    def fov_kpc(self) -> float | None:
-        """The training window's field of view in kpc, if known."""
-        return self.meta.get("training_data", {}).get("fov_kpc")
-
-    def __repr__(self) -> str:
-        pix = f", {self.pixel_kpc:g} kpc/px" if self.pixel_kpc else ""
-        return (
-            f"TrainedModel({self.variant}, {len(self.nets)} fold model(s), "
-            f"input {self.input_size} px from {self.crop_px} px{pix}, from {self.path})"
-        )
-
-    # ---------------------------------------------------------------- preparing
-    def _read(
-        self, item: MapInput, pixel_kpc: float | None
-    ) -> tuple[np.ndarray, float | None, str | None]:
-        """The map, its pixel scale in kpc and its unit (None where unknown)."""
-        from coolcore.data.io import read_image
-
-        if item.array is not None:
-            arr = np.asarray(item.array)
-            if arr.ndim != 2:
-                raise ImageError(f"{item.name}: expected a 2-D map, got shape {arr.shape}")
-            if arr.dtype.kind not in "iuf":
-                raise ImageError(f"{item.name}: non-numeric data (dtype {arr.dtype})")
-            return np.asarray(arr, dtype=np.float64), pixel_kpc or item.pixel_kpc, None
-        arr = read_image(item.file)
-        header_scale, unit = _header_scale_and_unit(Path(item.file))
-        return arr, pixel_kpc or item.pixel_kpc or header_scale, unit
-
-    def _warnings(self, item: MapInput, scale: float | None, unit: str | None) -> list[str]:
-        """One-line warnings: pixel scale off by more than 20 %; other units under data-set scaling."""
-        out = []
-        ref = self.pixel_kpc
-        if scale and ref and abs(scale - ref) / ref > PIXEL_SCALE_TOLERANCE:
-            out.append(
-                f"{item.name}: pixel scale {scale:.4g} kpc differs from the training maps' "
-                f"{ref:.4g} kpc by {100 * abs(scale - ref) / ref:.0f}% "
-                f"(> {100 * PIXEL_SCALE_TOLERANCE:.0f}%); predictions may be unreliable"
-            )
-        train_unit = self.meta.get("training_data", {}).get("bunit")
-        if (
-            self.meta["preprocess"]["scaling"] == "dataset"
-            and unit
-            and train_unit
-            and unit.strip().lower() != train_unit.strip().lower()
-        ):
-            out.append(
-                f"{item.name}: unit '{unit}' differs from the training maps' '{train_unit}'; "
-                "this model scales all maps with one range of log values, so units matter"
-            )
-        return out
-
-    def prepare(
-        self,
-        items: Sequence[MapInput],
-        *,
-        crop_px: int | None = None,
-        crop_kpc: float | None = None,
-        pixel_kpc: float | None = None,
-    ) -> _Prepared:
-        """Read and preprocess maps into the model's input; failures are collected, not raised."""
-        from coolcore.data.preprocess import PreprocessConfig, preprocess_batch
-
-        p = self.meta["preprocess"]
-        log_range = tuple(p["log_range"]) if p.get("log_range") else None
-        errors: dict[int, str] = {}
-        notes: list[str] = []
-        arrays: dict[int, np.ndarray] = {}
-        windows: dict[int, int] = {}
-        for i, item in enumerate(items):
-            try:
-                arr, scale, unit = self._read(item, pixel_kpc)
-                windows[i] = input_window_px(
-                    arr.shape,
-                    scale,
-                    model_crop_px=self.crop_px,
-                    model_pixel_kpc=self.pixel_kpc,
-                    crop_px=crop_px,
-                    crop_kpc=crop_kpc,
-                    name=item.name,
-                )
-                arrays[i] = arr
-                notes.extend(self._warnings(item, scale, unit))
-            except UsageError:
-                raise
-            except CoolcoreError as exc:
-                errors[i] = str(exc)
-        done: dict[int, np.ndarray] = {}
-        for n in sorted(set(windows.values())):
-            members = [i for i in windows if windows[i] == n]
-            cfg = PreprocessConfig(
-                crop=n, size=self.input_size, scaling=p["scaling"], center=p.get("center", "image")
-            )
-            try:
-                out = preprocess_batch(
-                    [arrays[i] for i in members], cfg, [items[i].name for i in members], log_range
-                )
-                done.update(zip(members, out, strict=True))
-            except CoolcoreError:  # isolate the bad map(s)
-                for i in members:
-                    try:
-                        done[i] = preprocess_batch([arrays[i]], cfg, [items[i].name], log_range)[0]
-                    except CoolcoreError as exc:
-                        errors[i] = str(exc)
-        ok = sorted(done)
-        s = self.input_size
-        images = np.stack([done[i] for i in ok]) if ok else np.zeros((0, s, s), np.float32)
-        return _Prepared(ok=ok, images=images, errors=errors, warnings=notes)
-
-    # ---------------------------------------------------------------- inference
-    def forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every fold model on a batch of preprocessed images.
-
-        Parameters
-        ----------
-        images : numpy.ndarray
-            (B, S, S) float32 in [0, 1].
-
-        Returns
-        -------
-        probs : numpy.ndarray
-            (F, B, 3) class probabilities of each fold model.
-        boxes : numpy.ndarray
-            (F, B, 4) crop boxes ``(x0, y0, x1, y1)`` in input pixels (the whole
-            input for ``baseline``).
-        """
-        import torch
-
-        x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None].to(
-            self.device
-        )
-        s = images.shape[-1]
-        probs, boxes = [], []
-        with torch.inference_mode():
-            for net in self.nets:
-                out = net(x)
-                probs.append(out.logits.float().softmax(dim=1).cpu().double().numpy())
-                if out.boxes is None:
-                    b = np.tile(np.array([0, 0, s - 1, s - 1], dtype=np.float64), (len(images), 1))
-                else:
-                    b = out.boxes.cpu().double().numpy()
-                boxes.append(b)
-        return np.stack(probs), np.stack(boxes)
-
-    def _iter_batches(
-        self,
-        items: Sequence[MapInput],
-        *,
-        batch_size: int,
-        crop_px: int | None,
-        crop_kpc: float | None,
-        pixel_kpc: float | None,
-        progress: bool,
-        on_warning: Callable[[str], None] | None,
-        on_error: Callable[[str], None] | None,
-        desc: str,
-        stacklevel: int = 5,
-    ) -> Iterator[tuple[int, _Prepared, np.ndarray | None, np.ndarray | None]]:
-        from tqdm import tqdm
-
-        if batch_size < 1:
-            raise UsageError(f"batch size {batch_size}: must be at least 1")
-        if crop_px is not None and crop_px < 2:
-            raise UsageError(f"--crop-px {crop_px}: must be at least 2")
-        if crop_kpc is not None and not crop_kpc > 0:
-            raise UsageError(f"--crop-kpc {crop_kpc}: must be a positive number of kpc")
-        if pixel_kpc is not None and not pixel_kpc > 0:
-            raise UsageError(f"--pixel-kpc {pixel_kpc}: must be a positive number of kpc")
-        with tqdm(
-            total=len(items), desc=desc, unit="map", disable=not progress, file=sys.stderr
-        ) as bar:
-
-            def say(fn: Callable[[str], None] | None, text: str) -> None:
-                if fn is None:
-                    warnings.warn(text, stacklevel=stacklevel)
-                elif progress:
-                    bar.clear()
-                    fn(text)
-                    bar.refresh()
-                else:
-                    fn(text)
-
-            for start in range(0, len(items), batch_size):
-                chunk = items[start : start + batch_size]
-                prep = self.prepare(chunk, crop_px=crop_px, crop_kpc=crop_kpc, pixel_kpc=pixel_kpc)
-                for text in prep.warnings:
-                    say(on_warning, text)
-                for i in sorted(prep.errors):
-                    if on_error is not None:
-                        say(on_error, prep.errors[i])
-                probs = boxes = None
-                if prep.ok:
-                    probs, boxes = self.forward(prep.images)
-                yield start, prep, probs, boxes
-                bar.update(len(chunk))
-
-    def predict(
-        self,
-        images_or_paths: Any = None,
-        *,
-        catalog: str | os.PathLike | None = None,
-        crop_px: int | None = None,
-        crop_kpc: float | None = None,
-        pixel_kpc: float | None = None,
-        batch_size: int = 32,
-        progress: bool = False,
-        output: str = "frame",
-        errors: str = "row",
-        on_warning: Callable[[str], None] | None = None,
-        on_error: Callable[[str], None] | None = None,
-    ) -> pd.DataFrame | list[dict]:
-        """Classify maps with the ensemble.
-
-        Parameters
-        ----------
-        images_or_paths
-            A path (file or folder), a 2-D array, an (N, H, W) stack, or a
-            sequence of paths / arrays / :class:`MapInput`.
-        catalog : path, optional
-            A catalogue CSV whose maps are predicted first (as ``--catalog``).
-        crop_px, crop_kpc, pixel_kpc
-            How a map is brought to the model input (see the module docstring).
-            ``pixel_kpc`` overrides every map's own pixel scale.
-        batch_size : int
-            Maps per forward pass.
-        progress : bool
-            Show a tqdm progress bar on stderr.
-        output : {"frame", "records"}
-            A :class:`pandas.DataFrame` or a list of dicts.
-        errors : {"row", "raise"}
-            A map that cannot be read or used gives a row with ``error`` set
-            (default), or raises its :class:`~coolcore.errors.ImageError`.
-        on_warning, on_error : callable, optional
-            Receive one-line messages (default: warnings go to :func:`warnings.warn`,
-            errors only to the ``error`` column).
-
-        Returns
-        -------
-        pandas.DataFrame or list of dict
-            Columns :data:`PREDICTION_COLUMNS`, one row per map in input order;
-            failed maps have NaN numbers, an empty ``predicted`` and the message in
-            ``error`` (empty when fine).
-        """
-        if output not in ("frame", "records"):
-            raise UsageError(f"output={output!r}: must be 'frame' or 'records'")
-        if errors not in ("row", "raise"):
-            raise UsageError(f"errors={errors!r}: must be 'row' or 'raise'")
-        items = _as_inputs(images_or_paths, pixel_kpc) if images_or_paths is not None else []
-        if catalog is not None:
-            items = collect_inputs(catalog=catalog) + items
-        if not items:
-            raise UsageError("no maps given: pass paths, arrays or catalog=CSV")
-        frame = self._predict_items(
-            items,
-            crop_px=crop_px,
-            crop_kpc=crop_kpc,
-            pixel_kpc=pixel_kpc,
-            batch_size=batch_size,
-            progress=progress,
-            on_warning=on_warning,
-            on_error=on_error,
-            raise_errors=errors == "raise",
-        )
-        return frame if output == "frame" else frame.to_dict(orient="records")
-
-    def evaluate(
-        self, catalog: str | os.PathLike, **kwargs: Any
-    ) -> tuple[pd.DataFrame, dict | None]:
-        """Predict a labelled catalogue's maps and score them (``predict --catalog``).
-
-        Parameters
-        ----------
-        catalog : path
-            Catalogue CSV with ``label`` (or ``t_cool_gyr``) for some or all rows.
-        **kwargs
-            Options of :meth:`predict` (``crop_px``, ``pixel_kpc``, ``batch_size`` ...).
-
-        Returns
-        -------
-        (pandas.DataFrame, dict or None)
-            The prediction table, and :func:`coolcore.evaluate.metrics.compute_metrics`
-            of the maps that have labels and were predicted (None if there are none).
-        """
-        items = collect_inputs(catalog=catalog)
-        frame = self._predict_items(items, **kwargs)
-        return frame, catalog_metrics(items, frame)
-
-    def _predict_items(
-        self,
-        items: Sequence[MapInput],
-        *,
-        crop_px: int | None = None,
-        crop_kpc: float | None = None,
-        pixel_kpc: float | None = None,
-        batch_size: int = 32,
-        progress: bool = False,
-        on_warning: Callable[[str], None] | None = None,
-        on_error: Callable[[str], None] | None = None,
-        raise_errors: bool = False,
-    ) -> pd.DataFrame:
-        table = _PredictionTable(items)
-        for start, prep, p, b in self._iter_batches(
-            items,
-            batch_size=batch_size,
-            crop_px=crop_px,
-            crop_kpc=crop_kpc,
-            pixel_kpc=pixel_kpc,
-            progress=progress,
-            on_warning=on_warning,
-            on_error=on_error,
-            desc="predicting",
-        ):
-            if raise_errors and prep.errors:
-                first = min(prep.errors)
-                raise ImageError(prep.errors[first])
-            table.add(start, prep, p, b)
-        return table.frame()
-
-
-class _PredictionTable:
-    """The prediction table filled batch by batch (from :meth:`TrainedModel._iter_batches`)."""
-
-    def __init__(self, items: Sequence[MapInput]) -> None:
-        n = len(items)
-        self.items = items
-        self.probs = np.full((n, len(CLASS_NAMES)), np.nan)
-        self.spread = np.full(n, np.nan)
-        self.boxes = np.full((n, 4), np.nan)
-        self.error = [""] * n
-
-    def add(
-        self, start: int, prep: _Prepared, p: np.ndarray | None, b: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Record one batch: per-fold probabilities ``p`` (F, B, 3) and boxes ``b`` (F, B, 4)
-        of the maps ``prep.ok``, and the failures. Returns the ensemble's (mean, predicted
-        class index) of the batch, or None when no map of it could be read."""
-        for i, text in prep.errors.items():
-            self.error[start + i] = text
-        if p is None:
-            return None
-        rows = start + np.asarray(prep.ok)
-        mean = p.mean(axis=0)  # (B, 3)
-        pred = mean.argmax(axis=1)
-        self.probs[rows] = mean
-        self.spread[rows] = p[:, np.arange(len(pred)), pred].std(axis=0)
-        self.boxes[rows] = b.mean(axis=0)
-        return mean, pred
-
-    def frame(self) -> pd.DataFrame:
-        return _frame(self.items, self.probs, self.spread, self.boxes, self.error)
-
-
-def _frame(
-    items: Sequence[MapInput],
-    probs: np.ndarray,
-    spread: np.ndarray,
-    boxes: np.ndarray,
-    error: list[str],
-) -> pd.DataFrame:
-    """The prediction table (columns :data:`PREDICTION_COLUMNS`)."""
-    ok = np.isfinite(probs).all(axis=1)
-    names = np.asarray(CLASS_NAMES, dtype=object)
-    predicted = np.where(ok, names[np.where(ok, np.nan_to_num(probs).argmax(axis=1), 0)], "")
-    data: dict[str, Any] = {
-        "file": [it.file for it in items],
-        "image_id": [it.image_id for it in items],
-    }
-    for c, name in enumerate(CLASS_NAMES):
-        data[f"p_{name}"] = probs[:, c]
-    data["predicted"] = predicted
-    data["ordinal_score"] = probs @ np.arange(len(CLASS_NAMES), dtype=np.float64)
-    data["spread"] = spread
-    for j, key in enumerate(("box_x0", "box_y0", "box_x1", "box_y1")):
-        data[key] = boxes[:, j]
-    data["error"] = error
-    return pd.DataFrame(data, columns=list(PREDICTION_COLUMNS))
-
-
-def catalog_metrics(items: Sequence[MapInput], frame: pd.DataFrame) -> dict | None:
-    """Metrics (:func:`coolcore.evaluate.metrics.compute_metrics`) of predicted maps that have labels."""
-    from coolcore.evaluate.metrics import compute_metrics
-
-    labels = [it.label for it in items]
-    keep = np.array([lab in CLASS_NAMES for lab in labels]) & (frame["error"] == "").to_numpy()
-    if not keep.any():
-        return None
-    table = frame.loc[keep, ["image_id", "predicted", *(f"p_{c}" for c in CLASS_NAMES)]].copy()
-    table["label"] = np.asarray(labels, dtype=object)[keep]
-    table["cluster_id"] = [
-        it.cluster_id or it.image_id for it, k in zip(items, keep, strict=True) if k
-    ]
-    return compute_metrics(table)
-
-
-def write_predictions(frame: pd.DataFrame, out: str | os.PathLike, *, force: bool = False) -> Path:
-    """Write the prediction table atomically; an existing ``out`` needs ``force``."""
-    out = Path(out)
-    if out.exists() and not force:
-        raise UsageError(f"{out}: already exists; pass --force to overwrite it")
-    if out.is_dir():
-        raise UsageError(f"{out}: is a folder; --out names the CSV file to write")
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, out)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise UsageError(f"{out}: cannot write the file ({exc.strerror or exc})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return out

@@ -13,22 +13,21 @@ mailed or archived on its own.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import os
-import re
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from coolcore import CLASS_NAMES, __version__
+from coolcore.apps.render import render_html, render_markdown
 from coolcore.errors import CoolcoreError, DataError, UsageError
+from coolcore.runs.atomic import atomic_write_text
+from coolcore.runs.folder import RunFolder, read_predictions
 
-__all__ = ["render_html", "render_markdown", "report_blocks", "write_report"]
+__all__ = ["render_html", "render_markdown", "report_blocks", "summary_table", "write_report"]
 
 # A report is a list of blocks, rendered to Markdown and to HTML:
 #   ("h", level, text)   ("p", text)   ("table", header, rows)
@@ -36,13 +35,6 @@ __all__ = ["render_html", "render_markdown", "report_blocks", "write_report"]
 
 
 # --------------------------------------------------------------------------- helpers
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DataError(f"{path}: not a readable JSON file ({exc})") from None
-
-
 def _fmt(value, digits: int = 3) -> str:
     if value is None:
         return "–"
@@ -58,25 +50,58 @@ def _ci(interval) -> str:
     return f"[{lo:.3f}, {hi:.3f}]"
 
 
-def _parse_md_table(text: str) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of a Markdown pipe table (the ablation's table.md)."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("|")]
-    if len(lines) < 2:
-        return [], []
+def _pm(mean: float, std: float, n: int, digits: int) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
-    def cells(line: str) -> list[str]:
-        return [c.strip() for c in line.strip().strip("|").split("|")]
 
-    header = cells(lines[0])
-    rows = [cells(ln) for ln in lines[2:]]
+def _interval(low: float, high: float) -> str:
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "–"
+    return f"[{low:.3f}, {high:.3f}]"
+
+
+def summary_table(summary: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of an ablation's results (:meth:`RunFolder.ablation_summary`),
+    laid out as the run's ``table.md``: one row per method and class."""
+    from coolcore.evaluate.tables import difference_text
+
+    header = [
+        "Method",
+        "Repeats",
+        "Macro-F1",
+        "95% CI (cluster bootstrap)",
+        "Δ vs baseline [95% CI], p",
+        "Class",
+        "Precision",
+        "Recall",
+        "F1",
+    ]
+    rows = []
+    for _, row in summary.iterrows():
+        n = int(row["n_repeats"])
+        for k, name in enumerate(CLASS_NAMES):
+            first = [
+                str(row["method"]),
+                str(n),
+                _pm(row["macro_f1_mean"], row["macro_f1_std"], n, 3),
+                _interval(row["macro_f1_ci_low"], row["macro_f1_ci_high"]),
+                difference_text(row),
+            ]
+            cells = first if k == 0 else [""] * len(first)
+            cells = [*cells, name]
+            cells += [
+                _pm(row[f"{name}_{key}_mean"], row[f"{name}_{key}_std"], n, 2)
+                for key in ("precision", "recall", "f1")
+            ]
+            rows.append(cells)
     return header, rows
 
 
 def _class_counts(run: Path) -> str | None:
-    path = run / "folds.csv"
-    if not path.is_file():
+    folder = RunFolder(run)
+    if not folder.folds_path.is_file():
         return None
-    labels = pd.read_csv(path, dtype=str)["label"]
+    labels = folder.read_folds()["label"]
     counts = labels.value_counts()
     n = len(labels)
     return ", ".join(
@@ -126,7 +151,7 @@ def _data_blocks(run: Path, record: dict) -> list:
 def _config_blocks(run: Path, record: dict) -> list:
     import yaml
 
-    path = run / "config.yaml"
+    path = RunFolder(run).config_path
     text = (
         path.read_text()
         if path.is_file()
@@ -251,10 +276,10 @@ def _confusion_blocks(run: Path, metrics: dict, title: str = "Confusion matrix")
 
 
 def _cv_blocks(run: Path, record: dict, *, explain: bool, progress: bool) -> list:
-    metrics_path = run / "metrics.json"
-    if not metrics_path.is_file():
+    folder = RunFolder(run)
+    if not folder.metrics_path.is_file():
         raise DataError(f"{run}: no metrics.json (the run is not finished; --resume it)")
-    metrics = _read_json(metrics_path)
+    metrics = folder.read_metrics()
     cfg = record.get("config", {})
     model = cfg.get("model", {})
     n_folds = cfg.get("cv", {}).get("folds")
@@ -291,12 +316,11 @@ def _cv_blocks(run: Path, record: dict, *, explain: bool, progress: bool) -> lis
 # --------------------------------------------------------------------------- ablation
 def _ablation_blocks(run: Path, record: dict, *, explain: bool, progress: bool) -> list:
     from coolcore.evaluate.metrics import compute_metrics
-    from coolcore.train.experiments import _method_dir
 
-    table_path = run / "table.md"
-    if not table_path.is_file():
+    folder = RunFolder(run)
+    if not folder.table_path.is_file() and not folder.results_path.is_file():
         raise DataError(f"{run}: no table.md (the ablation is not finished; --resume it)")
-    header, rows = _parse_md_table(table_path.read_text())
+    header, rows = summary_table(folder.ablation_summary())
     methods = record.get("methods") or []
     repeats = record.get("repeats", 1)
     blocks: list = [
@@ -310,7 +334,7 @@ def _ablation_blocks(run: Path, record: dict, *, explain: bool, progress: bool) 
         ("h", 2, "Results"),
         ("table", header, rows),
     ]
-    if (run / "ablation.png").is_file():
+    if folder.figure("ablation.png").is_file():
         blocks.append(
             (
                 "img",
@@ -322,22 +346,20 @@ def _ablation_blocks(run: Path, record: dict, *, explain: bool, progress: bool) 
     # confusion matrices of every method (first repeat) and of the baselines
     sources: list[tuple[str, Path, Path | None]] = []
     for m in methods:
-        sub = run / _method_dir(m) / "rep_00"
-        if (sub / "predictions.csv").is_file():
-            sources.append((m, sub / "predictions.csv", sub))
-    # the baselines' files are named by _method_dir(name); the table names them
-    names = {_method_dir(r[0]): r[0] for r in rows if r and r[0]}
-    for path in sorted(run.glob("*_predictions.csv")):
-        stem = path.name[: -len("_predictions.csv")]
-        sources.append((names.get(stem, stem), path, None))
+        sub = folder.method_run(m, 0)
+        if sub.predictions_path.is_file():
+            sources.append((m, sub.predictions_path, sub.path))
+    # the baselines' files are named by their slug; the results name them
+    names = {RunFolder.method_slug(r[0]): r[0] for r in rows if r and r[0]}
+    for slug, path in folder.baseline_predictions().items():
+        sources.append((names.get(slug, slug), path, None))
     blocks.append(("h", 2, "Confusion matrices"))
     blocks.append(
         ("p", "Counts over the test folds (networks: first repeat); rows true, columns predicted.")
     )
     cm_rows = []
     for name, path, _ in sources:
-        preds = pd.read_csv(path, dtype={"image_id": str, "cluster_id": str})
-        m = compute_metrics(preds, n_boot=0)
+        m = compute_metrics(read_predictions(path), n_boot=0)
         cm = np.asarray(m["confusion_matrix"])
         cells = ["  ".join(str(v) for v in cm[i]) for i in range(len(CLASS_NAMES))]
         cm_rows.append([f"`{name}`", f"{m['macro_f1']:.3f}", *cells])
@@ -372,114 +394,16 @@ def report_blocks(run: str | os.PathLike, *, explain: bool = True, progress: boo
     run = Path(run)
     if not run.is_dir():
         raise UsageError(f"{run}: no such run folder")
-    record_path = run / "run.json"
-    if not record_path.is_file():
+    folder = RunFolder(run)
+    if not folder.has_record():
         raise UsageError(f"{run}: not a run folder (no run.json)")
-    record = _read_json(record_path)
+    record = folder.read_record()
     kind = record.get("kind")
     if kind == "cv":
         return _cv_blocks(run, record, explain=explain, progress=progress)
     if kind == "ablation":
         return _ablation_blocks(run, record, explain=explain, progress=progress)
     raise UsageError(f"{run}: unknown run kind {kind!r} (expected cv or ablation)")
-
-
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def render_markdown(blocks: Sequence) -> str:
-    """Markdown text of the blocks; images are relative links."""
-    out: list[str] = []
-    for block in blocks:
-        kind = block[0]
-        if kind == "h":
-            out.append("#" * block[1] + " " + block[2])
-        elif kind == "p":
-            out.append(block[1])
-        elif kind == "table":
-            header, rows = block[1], block[2]
-            out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
-            out.append("|" + "---|" * len(header))
-            out.extend("| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows)
-        elif kind == "img":
-            out.append(f"![{Path(block[1]).stem}]({block[1]})\n\n*{block[2]}*")
-        elif kind == "code":
-            out.append(f"```{block[1]}\n{block[2]}\n```")
-        out.append("")
-    return "\n".join(out).rstrip() + "\n"
-
-
-_INLINE = re.compile(r"`([^`]+)`|\*\*([^*]+)\*\*")
-
-
-def _inline_html(text: str) -> str:
-    """Escape text, turning `code` and **bold** into HTML."""
-    parts, pos = [], 0
-    for m in _INLINE.finditer(text):
-        parts.append(html.escape(text[pos : m.start()]))
-        if m.group(1) is not None:
-            parts.append(f"<code>{html.escape(m.group(1))}</code>")
-        else:
-            parts.append(f"<strong>{html.escape(m.group(2))}</strong>")
-        pos = m.end()
-    parts.append(html.escape(text[pos:]))
-    return "".join(parts)
-
-
-_CSS = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.92em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; }
-th { background: #f2f2f2; }
-img { max-width: 100%; border: 1px solid #eee; }
-figure { margin: 1em 0; }
-figcaption { font-size: 0.9em; color: #555; }
-pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; }
-code { background: #f3f3f3; padding: 0 0.2em; }
-"""
-
-
-def render_html(blocks: Sequence, base: str | os.PathLike) -> str:
-    """Self-contained HTML of the blocks: images embedded as base64 PNG (read from ``base``)."""
-    base = Path(base)
-    title = next((b[2] for b in blocks if b[0] == "h"), "coolcore report").replace("`", "")
-    out = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
-    ]
-    for block in blocks:
-        kind = block[0]
-        if kind == "h":
-            out.append(f"<h{block[1]}>{_inline_html(block[2])}</h{block[1]}>")
-        elif kind == "p":
-            out.append(f"<p>{_inline_html(block[1])}</p>")
-        elif kind == "table":
-            header, rows = block[1], block[2]
-            out.append("<table>")
-            if any(h for h in header):
-                out.append(
-                    "<tr>" + "".join(f"<th>{_inline_html(h)}</th>" for h in header) + "</tr>"
-                )
-            for row in rows:
-                out.append("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in row) + "</tr>")
-            out.append("</table>")
-        elif kind == "img":
-            path = base / block[1]
-            try:
-                data = base64.b64encode(path.read_bytes()).decode("ascii")
-            except OSError:
-                out.append(f"<p>(figure {html.escape(block[1])} missing)</p>")
-                continue
-            out.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(block[1])}">'
-                f"<figcaption>{_inline_html(block[2])}</figcaption></figure>"
-            )
-        elif kind == "code":
-            out.append(f"<pre><code>{html.escape(block[2])}</code></pre>")
-    out.append("</body></html>")
-    return "\n".join(out) + "\n"
 
 
 def write_report(run: str | os.PathLike, *, explain: bool = True, progress: bool = False) -> Path:
@@ -508,8 +432,6 @@ def write_report(run: str | os.PathLike, *, explain: bool = True, progress: bool
     coolcore.errors.DataError
         The run is unfinished (no ``metrics.json`` / ``table.md``).
     """
-    from coolcore.runs.folder import atomic_write_text
-
     run = Path(run)
     blocks = report_blocks(run, explain=explain, progress=progress)
     md = atomic_write_text(run / "report.md", render_markdown(blocks))

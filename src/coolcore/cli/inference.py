@@ -89,7 +89,7 @@ def cmd_predict(args) -> int:
     options = _map_options(args)
     items = collect_inputs(args.inputs, args.catalog)
     model = load_model(args.model, device=args.device)
-    frame = model._predict_items(
+    frame = model.predict(
         items,
         batch_size=args.batch_size,
         progress=not args.no_progress,

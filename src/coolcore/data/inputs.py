@@ -36,7 +36,14 @@ import pandas as pd
 
 from coolcore.errors import CoolcoreError, ImageError, UsageError
 
-__all__ = ["MapInput", "collect_inputs", "input_window_px", "map_pixel_kpc"]
+__all__ = [
+    "MapInput",
+    "as_inputs",
+    "collect_inputs",
+    "header_scale_and_unit",
+    "input_window_px",
+    "map_pixel_kpc",
+]
 
 _REDSHIFT_KEYS = ("REDSHIFT", "Z", "Z_CL", "ZCLUST")
 
@@ -82,7 +89,7 @@ def _stem(path: Path) -> str:
 
 
 def _folder_maps(folder: Path) -> list[Path]:
-    from coolcore.data.io import IMAGE_SUFFIXES
+    from coolcore.data.images import IMAGE_SUFFIXES
 
     found = []
     for root, dirs, files in os.walk(folder):
@@ -100,7 +107,7 @@ def collect_inputs(
 
     A path that does not exist is kept: it becomes an error row when predicted.
     A folder contributes every file with a known image extension
-    (:data:`coolcore.data.io.IMAGE_SUFFIXES`), sorted; hidden files and folders are skipped.
+    (:data:`coolcore.data.images.IMAGE_SUFFIXES`), sorted; hidden files and folders are skipped.
 
     Raises
     ------
@@ -109,7 +116,7 @@ def collect_inputs(
     coolcore.errors.CatalogError
         An unreadable catalogue.
     """
-    from coolcore.data.io import read_catalog
+    from coolcore.data.catalog import read_catalog
 
     items: list[MapInput] = []
     if catalog is not None:
@@ -145,8 +152,22 @@ def collect_inputs(
     return items
 
 
-def _as_inputs(images_or_paths: Any, pixel_kpc: float | None) -> list[MapInput]:
-    """Normalise the Python API's argument to MapInput records."""
+def as_inputs(images_or_paths: Any, pixel_kpc: float | None = None) -> list[MapInput]:
+    """The maps of the Python API's argument, as :class:`MapInput` records.
+
+    Parameters
+    ----------
+    images_or_paths
+        A path (a file, or a folder searched as by :func:`collect_inputs`), a
+        2-D array, an (N, H, W) stack, a :class:`MapInput`, or a sequence of these.
+    pixel_kpc : float, optional
+        Pixel scale in kpc given to the arrays (files keep theirs).
+
+    Returns
+    -------
+    list of MapInput
+        Arrays are named ``image_<i>`` by their position.
+    """
     if isinstance(images_or_paths, MapInput):
         return [images_or_paths]
     if isinstance(images_or_paths, str | os.PathLike):
@@ -229,12 +250,16 @@ def map_pixel_kpc(path: str | os.PathLike) -> float | None:
     at the header's ``REDSHIFT`` (or ``Z``, ``Z_CL``, ``ZCLUST``).  None when
     neither is there.
     """
-    return _header_scale_and_unit(Path(path))[0]
+    return header_scale_and_unit(path)[0]
 
 
-def _header_scale_and_unit(path: Path) -> tuple[float | None, str | None]:
-    """Pixel scale in kpc (see :func:`map_pixel_kpc`) and ``BUNIT`` of a map file's header."""
-    from coolcore.data.io import image_header_info
+def header_scale_and_unit(path: str | os.PathLike) -> tuple[float | None, str | None]:
+    """Pixel scale in kpc (see :func:`map_pixel_kpc`) and ``BUNIT`` of a map file's header.
+
+    Either is None where the header does not give it (or cannot be read).
+    """
+    path = Path(path)
+    from coolcore.data.images import image_header_info
 
     try:
         info = image_header_info(path)

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from coolcore import CLASS_NAMES
 from coolcore.errors import DataError, UsageError
-from coolcore.evaluate.metrics import ablation_summary
+from coolcore.evaluate.tables import ablation_summary
 
 __all__ = ["plot_ablation", "plot_confusion_matrix", "plot_learning_curves"]
 
@@ -196,7 +196,7 @@ def plot_ablation(
     Parameters
     ----------
     table_or_results
-        The DataFrame of :func:`coolcore.evaluate.metrics.ablation_summary`, or the
+        The DataFrame of :func:`coolcore.evaluate.tables.ablation_summary`, or the
         ``{method: [predictions per repeat]}`` mapping it takes.
     path
         Where to write the PNG.
@@ -206,7 +206,7 @@ def plot_ablation(
     title
         Figure title.
     **summary_kwargs
-        Passed to :func:`~coolcore.evaluate.metrics.ablation_summary` when given results
+        Passed to :func:`~coolcore.evaluate.tables.ablation_summary` when given results
         (``baseline``, ``n_boot``, ``seed``, ``ci``).
 
     Returns

@@ -13,6 +13,16 @@ The pipeline of ``METHOD.md`` for a batch ``x`` of grey images (B, 1, H, W)::
     boxes = mask_boxes(mask)                                     # (B, 4) long
     crop = crop_and_resize(x, boxes, aux_size)                   # (B, 1, s, s)
 
+A flat map has no preferred place: a map whose range ``max - min`` is at most
+:data:`FLAT_RTOL` times its largest absolute value (a constant map, or the
+rounding noise of a 1 x 1 CAM, which a 32-pixel input gives, after bilinear
+upsampling) is normalised to all zeros, never stretched to [0, 1].  Its
+threshold mask ``h1 >= tau1`` is therefore empty for ``tau1 > 0`` (the whole
+image for ``tau1 = 0``): a variant using only the CAM mask, or the intersection,
+then crops the whole image (the empty-mask rule of :func:`mask_boxes`), and the
+union reduces to the Gaussian mask.  The boxes, and so the predictions, do not
+depend on which other maps share the batch.
+
 Pixel coordinates follow the image-array convention: ``x`` is the column index
 (0 .. W-1), ``y`` the row index (0 .. H-1), and pixel ``(x, y)`` covers the
 continuous square ``[x, x + 1) x [y, y + 1)`` with its centre at
@@ -31,6 +41,7 @@ from torchvision.ops import roi_align
 from coolcore.errors import UsageError
 
 __all__ = [
+    "FLAT_RTOL",
     "brightest_pixel",
     "class_activation_map",
     "crop_and_resize",
@@ -42,6 +53,21 @@ __all__ = [
     "threshold_profiles",
     "upsample_cam",
 ]
+
+
+FLAT_RTOL = 1e-5
+"""Relative range below which a map counts as flat (see the module docstring).
+
+Float32 rounding of a constant map through bilinear upsampling is of order
+1e-7 of its value; a real activation map varies by far more than 1e-5.
+"""
+
+
+def _flat_aware_span(low: Tensor, high: Tensor) -> Tensor:
+    """``high - low``, set to 0 where the map is flat (range <= FLAT_RTOL * magnitude)."""
+    span = high - low
+    magnitude = torch.maximum(low.abs(), high.abs())
+    return torch.where(span > FLAT_RTOL * magnitude, span, torch.zeros_like(span))
 
 
 def class_activation_map(features: Tensor, fc_weight: Tensor, classes: Tensor) -> Tensor:
@@ -184,11 +210,12 @@ def minmax_normalise(maps: Tensor) -> Tensor:
     Returns
     -------
     Tensor
-        Same shape and dtype; a constant map becomes all zeros.
+        Same shape and dtype; a flat map (constant, or with a range of at most
+        :data:`FLAT_RTOL` times its largest absolute value) becomes all zeros.
     """
     flat = maps.flatten(1)
     low = flat.min(dim=1, keepdim=True).values
-    span = flat.max(dim=1, keepdim=True).values - low
+    span = _flat_aware_span(low, flat.max(dim=1, keepdim=True).values)
     safe = torch.where(span > 0, span, torch.ones_like(span))
     out = torch.where(span > 0, (flat - low) / safe, torch.zeros_like(flat))
     return out.view_as(maps)
@@ -222,8 +249,7 @@ def threshold_profiles(maps: Tensor, tau: float) -> tuple[Tensor, Tensor]:
     row_min, row_max = torch.aminmax(maps, dim=2)  # (B, H)
     col_max = maps.amax(dim=1)  # (B, W)
     low = row_min.amin(dim=1, keepdim=True)
-    high = row_max.amax(dim=1, keepdim=True)
-    span = high - low
+    span = _flat_aware_span(low, row_max.amax(dim=1, keepdim=True))
     safe = torch.where(span > 0, span, torch.ones_like(span))
 
     def normalised(values: Tensor) -> Tensor:  # minmax_normalise's arithmetic, on (B, n)

@@ -1,8 +1,9 @@
 """The multi-branch attention network (paper section III-A to III-C, ``METHOD.md``).
 
-Reading order: the ResNet-18 factory (:func:`build_resnet18`), the trunk it is
-cut to (:class:`ResNetTrunk`), the output record (:class:`NetOutput`), then the
-network (:class:`MultiBranchAttentionNet`).
+Reading order: the ResNet-18 trunk (:mod:`coolcore.nn.backbone`), the output
+records (:mod:`coolcore.nn.outputs`), the options and their ranges
+(:mod:`coolcore.nn.options`), then the network (:class:`MultiBranchAttentionNet`)
+and the one way from a run config to it (:func:`build_network`).
 
 Data flow for a batch ``x`` of preprocessed grey images (B, 1, H, W) in [0, 1]::
 
@@ -25,21 +26,17 @@ normalises its input the way it was trained.
 
 from __future__ import annotations
 
-import math
 import os
-import socket
-import urllib.error
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn as nn
 from torch import Tensor
-from torchvision.models import ResNet18_Weights, resnet18
 
 from coolcore import CLASS_NAMES
 from coolcore.errors import UsageError
+from coolcore.nn.backbone import ResNetTrunk, build_resnet18
 from coolcore.nn.masks import (
     class_activation_map,
     crop_and_resize,
@@ -51,6 +48,8 @@ from coolcore.nn.masks import (
     threshold_profiles,
     upsample_cam,
 )
+from coolcore.nn.options import COMBINE_MODES, NETWORK_KEYS, VARIANTS, check_network_options
+from coolcore.nn.outputs import Explanation, NetOutput
 
 __all__ = [
     "COMBINE_MODES",
@@ -59,195 +58,13 @@ __all__ = [
     "MultiBranchAttentionNet",
     "NetOutput",
     "ResNetTrunk",
+    "build_network",
     "build_resnet18",
+    "network_config",
 ]
-
-VARIANTS: tuple[str, ...] = ("baseline", "att", "gauss", "att+gauss", "all")
-"""The rows of the paper's Table I."""
-
-COMBINE_MODES: tuple[str, ...] = ("union", "intersection")
-"""How the CAM mask B1 and the Gaussian mask B2 are combined (two-mask variants)."""
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
-_DOWNLOAD_TIMEOUT_S = 20.0
-
-
-# --------------------------------------------------------------------------- #
-# ResNet-18 factory
-# --------------------------------------------------------------------------- #
-def _imagenet_checkpoint() -> Path:
-    """Path of torchvision's cached ImageNet ResNet-18 file, downloading it if absent."""
-    url = ResNet18_Weights.IMAGENET1K_V1.url
-    filename = url.rsplit("/", 1)[-1]  # resnet18-f37072fd.pth
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
-    if cached.is_file():
-        return cached
-    message = (
-        f"ImageNet weights for ResNet-18 are not available offline: put {filename} in "
-        f"{cached.parent} (or set $TORCH_HOME) or pass --weights none / a file path"
-    )
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(_DOWNLOAD_TIMEOUT_S)  # no long hang on a dead network
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        # The file name's hash part is the SHA-256 prefix torchvision checks.
-        hash_prefix = filename.rsplit("-", 1)[-1].split(".")[0]
-        torch.hub.download_url_to_file(url, str(cached), hash_prefix=hash_prefix, progress=False)
-    except (urllib.error.URLError, OSError, RuntimeError) as exc:
-        raise UsageError(f"{message} (download failed: {exc})") from exc
-    finally:
-        socket.setdefaulttimeout(previous)
-    return cached
-
-
-def _read_state_dict(path: Path) -> Mapping[str, Tensor]:
-    """Tensors of a ``.safetensors`` file or a ``torch.save``'d state dict (no pickled code)."""
-    if not path.is_file():
-        raise UsageError(
-            f"weights file {path} does not exist (use 'none', 'imagenet' or a path to a "
-            "ResNet-18 state dict)"
-        )
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path), device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any unreadable file: corrupt, wrong format, pickled code
-        raise UsageError(f"cannot read weights file {path}: {exc}") from exc
-    if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise UsageError(f"weights file {path} does not hold a state dict of tensors")
-    return state
-
-
-def _load_trunk_weights(net: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
-    """Load a torchvision ResNet-18 state dict into ``net``, ignoring the ``fc`` head."""
-    trunk_state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    try:
-        missing, unexpected = net.load_state_dict(trunk_state, strict=False)
-    except RuntimeError as exc:  # shape mismatch
-        first_line = str(exc).strip().splitlines()[-1].strip()
-        raise UsageError(f"weights {source} do not fit ResNet-18: {first_line}") from exc
-    missing = [k for k in missing if not k.startswith("fc.")]
-    if missing or unexpected:
-        example = (missing or unexpected)[0]
-        raise UsageError(
-            f"weights {source} are not a torchvision ResNet-18 state dict: "
-            f"{len(missing)} missing and {len(unexpected)} unexpected keys (e.g. {example!r})"
-        )
-
-
-def build_resnet18(weights: str | os.PathLike[str] = "none") -> nn.Module:
-    """A torchvision ResNet-18 (with its 1000-class ``fc``, which the network drops).
-
-    Parameters
-    ----------
-    weights : str or path
-        ``"none"``: random initialisation (torchvision's).  ``"imagenet"``:
-        ``ResNet18_Weights.IMAGENET1K_V1``, read from the torch hub cache
-        (``$TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth``) or downloaded
-        if absent; offline this raises at once, never falls back silently.
-        Otherwise a path to a ResNet-18 state dict in torchvision's key names:
-        ``.safetensors``, or ``.pt``/``.pth`` read with ``weights_only=True``;
-        ``fc.*`` keys are ignored.
-
-    Returns
-    -------
-    torchvision.models.ResNet
-
-    Raises
-    ------
-    coolcore.errors.UsageError
-        ImageNet weights unavailable, or a file that is missing, unreadable or
-        not a ResNet-18 state dict (the message names it).
-    """
-    net = resnet18(weights=None)
-    if isinstance(weights, str) and weights == "none":
-        return net
-    if isinstance(weights, str) and weights == "imagenet":
-        path = _imagenet_checkpoint()
-        _load_trunk_weights(net, _read_state_dict(path), f"file {path}")
-        return net
-    path = Path(weights)
-    _load_trunk_weights(net, _read_state_dict(path), f"file {path}")
-    return net
-
-
-class ResNetTrunk(nn.Module):
-    """A ResNet-18 cut after its last residual block: (B, 3, H, W) -> M (B, 512, H/32, W/32).
-
-    Keeps torchvision's module names (``conv1``, ``layer1`` ...), so state-dict
-    keys read ``primary.layer4.1.conv2.weight``.
-    """
-
-    out_channels = 512
-
-    def __init__(self, resnet: nn.Module) -> None:
-        super().__init__()
-        self.conv1 = resnet.conv1
-        self.bn1 = resnet.bn1
-        self.relu = resnet.relu
-        self.maxpool = resnet.maxpool
-        self.layer1 = resnet.layer1
-        self.layer2 = resnet.layer2
-        self.layer3 = resnet.layer3
-        self.layer4 = resnet.layer4
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-
-# --------------------------------------------------------------------------- #
-# Outputs
-# --------------------------------------------------------------------------- #
-class NetOutput(NamedTuple):
-    """One forward pass.
-
-    Attributes
-    ----------
-    logits : Tensor
-        (B, C) the final prediction: the fusion head ``z_f`` for two-branch
-        variants, the primary head for ``baseline``.
-    logits_primary : Tensor
-        (B, C) primary head ``z_p``.
-    logits_aux : Tensor or None
-        (B, C) auxiliary head ``z_a``; None for ``baseline``.
-    boxes : Tensor or None
-        Long (B, 4) crop boxes ``(x0, y0, x1, y1)``, inclusive, in input pixels.
-    cam : Tensor or None
-        (B, h, w) float32 raw class activation map of the predicted class.
-    uses_regression : bool
-        True for the ``all`` variant: :func:`coolcore.nn.losses.total_loss` adds
-        the Cramer-distance term.
-    """
-
-    logits: Tensor
-    logits_primary: Tensor
-    logits_aux: Tensor | None = None
-    boxes: Tensor | None = None
-    cam: Tensor | None = None
-    uses_regression: bool = False
-
-
-class Explanation(NamedTuple):
-    """Everything the network looked at, for figures (:meth:`MultiBranchAttentionNet.explain`).
-
-    Maps are (B, H, W) at input resolution; ``crop`` is the auxiliary input
-    (B, 1, s, s), None for ``baseline``.  ``mask`` is the one the variant uses.
-    """
-
-    output: NetOutput
-    cam: Tensor
-    heat_cam: Tensor
-    heat_gauss: Tensor
-    mask_cam: Tensor
-    mask_gauss: Tensor
-    mask: Tensor
-    boxes: Tensor
-    crop: Tensor | None
 
 
 # --------------------------------------------------------------------------- #
@@ -268,9 +85,16 @@ class MultiBranchAttentionNet(nn.Module):
         eq. 8), for the two-mask variants.  An empty mask (possible with
         ``intersection`` or a constant CAM) falls back to the whole image.
     weights : str or path
-        Initialisation of both trunks (see :func:`build_resnet18`): ``"none"``,
-        ``"imagenet"`` or a ResNet-18 state-dict file.  The heads are always
-        initialised at random.
+        What the trunks start from, as recorded in the model config:
+        ``"none"`` (random initialisation) or a pretrained source
+        (``"imagenet"`` or a ResNet-18 state-dict file).  It is only a label
+        here, plus the input standardisation: the pretrained tensors come as
+        ``trunk_state``.  The heads are always initialised at random.
+    trunk_state : mapping of str to Tensor, optional
+        A ResNet-18 state dict in torchvision's key names without ``fc.*``
+        (:func:`coolcore.train.weights.read_trunk_state` reads one from the
+        ``weights`` source), loaded into both trunks; required when
+        ``weights`` is not ``"none"``, refused when it is.
     num_classes : int
         Number of ordered classes (3: CC, WCC, NCC).
     aux_size : int or None
@@ -299,6 +123,7 @@ class MultiBranchAttentionNet(nn.Module):
         *,
         combine: str = "union",
         weights: str | os.PathLike[str] = "none",
+        trunk_state: Mapping[str, Tensor] | None = None,
         num_classes: int = 3,
         aux_size: int | None = None,
         tau1: float = 0.7,
@@ -307,21 +132,26 @@ class MultiBranchAttentionNet(nn.Module):
         center_smoothing: int = 0,
     ) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise UsageError(f"variant must be one of {', '.join(VARIANTS)}; got {variant!r}")
-        if combine not in COMBINE_MODES:
-            raise UsageError(f"combine must be one of {', '.join(COMBINE_MODES)}; got {combine!r}")
-        for name, tau in (("tau1", tau1), ("tau2", tau2)):
-            if not 0.0 <= tau <= 1.0:
-                raise UsageError(f"{name} must lie in [0, 1], got {tau}")
-        if not (lam > 0 and math.isfinite(lam)):
-            raise UsageError(f"lam must be a positive number, got {lam}")
-        if center_smoothing < 0 or (center_smoothing > 0 and center_smoothing % 2 == 0):
-            raise UsageError(f"center_smoothing must be 0 or odd, got {center_smoothing}")
-        if num_classes < 2:
-            raise UsageError(f"num_classes must be at least 2, got {num_classes}")
-        if aux_size is not None and aux_size < 32:
-            raise UsageError(f"aux_size must be None or at least 32 pixels, got {aux_size}")
+        check_network_options(
+            {
+                "variant": variant,
+                "combine": combine,
+                "weights": weights,
+                "num_classes": num_classes,
+                "aux_size": aux_size,
+                "tau1": tau1,
+                "tau2": tau2,
+                "lam": lam,
+                "center_smoothing": center_smoothing,
+            }
+        )
+        pretrained = str(weights) != "none"
+        if pretrained != (trunk_state is not None):
+            raise ValueError(
+                f"weights={str(weights)!r} with trunk_state "
+                f"{'missing' if pretrained else 'given'}: a pretrained source needs its "
+                "tensors (coolcore.train.weights.read_trunk_state), 'none' takes none"
+            )
 
         self.variant = variant
         self.combine = combine
@@ -337,40 +167,32 @@ class MultiBranchAttentionNet(nn.Module):
         self.uses_cam_mask = variant in ("att", "att+gauss", "all")
         self.uses_gauss_mask = variant in ("gauss", "att+gauss", "all")
 
-        pretrained = self.weights != "none"
         mean = _IMAGENET_MEAN if pretrained else (0.0, 0.0, 0.0)
         std = _IMAGENET_STD if pretrained else (1.0, 1.0, 1.0)
         self.register_buffer("input_mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("input_std", torch.tensor(std).view(1, 3, 1, 1))
 
         width = ResNetTrunk.out_channels
-        self.primary = ResNetTrunk(build_resnet18(weights))
+        self.primary = ResNetTrunk(build_resnet18(), trunk_state)
         self.head_primary = nn.Linear(width, num_classes)
         if self.has_aux:
-            self.auxiliary = ResNetTrunk(build_resnet18(weights))
+            self.auxiliary = ResNetTrunk(build_resnet18(), trunk_state)
             self.head_aux = nn.Linear(width, num_classes)
             self.head_fusion = nn.Linear(2 * width, num_classes)
 
     # ------------------------------------------------------------------ config
-    CONFIG_KEYS = (
-        "variant",
-        "combine",
-        "weights",
-        "num_classes",
-        "aux_size",
-        "tau1",
-        "tau2",
-        "lam",
-        "center_smoothing",
-    )
+    CONFIG_KEYS = NETWORK_KEYS
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> MultiBranchAttentionNet:
+    def from_config(
+        cls, config: Mapping[str, Any], *, trunk_state: Mapping[str, Tensor] | None = None
+    ) -> MultiBranchAttentionNet:
         """Build from a mapping with the constructor's argument names.
 
         To rebuild a trained network before ``load_state_dict``, pass
         ``{**config, "weights": "none"}``: the trained weights (and the input
-        normalisation buffers) come from the state dict.
+        normalisation buffers) come from the state dict.  ``trunk_state``: see
+        the class.
         """
         unknown = sorted(set(config) - set(cls.CONFIG_KEYS))
         if unknown:
@@ -378,7 +200,7 @@ class MultiBranchAttentionNet(nn.Module):
                 f"unknown model option(s) {', '.join(unknown)}; "
                 f"accepted: {', '.join(cls.CONFIG_KEYS)}"
             )
-        return cls(**dict(config))
+        return cls(**dict(config), trunk_state=trunk_state)
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments, JSON-ready (inverse of :meth:`from_config`)."""
@@ -565,14 +387,39 @@ class MultiBranchAttentionNet(nn.Module):
 def network_config(run_cfg: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
     """The network's constructor arguments in a run config (its ``model`` section).
 
-    The one way from a config to a network: ``MultiBranchAttentionNet.from_config``
-    of this mapping; ``changes`` override entries (e.g. ``weights="none"`` to
-    rebuild a trained network before loading its state dict).
+    ``changes`` override entries (e.g. ``weights="none"`` to rebuild a trained
+    network before loading its state dict).  This mapping is what
+    :func:`build_network` builds and what ``model.json`` records.
     """
     model = {**run_cfg["model"], "num_classes": len(CLASS_NAMES), **changes}
     return {key: model[key] for key in MultiBranchAttentionNet.CONFIG_KEYS if key in model}
 
 
-def build_network(run_cfg: Mapping[str, Any], **changes: Any) -> MultiBranchAttentionNet:
-    """The network a run config describes (see :func:`network_config`)."""
-    return MultiBranchAttentionNet.from_config(network_config(run_cfg, **changes))
+def build_network(
+    run_cfg: Mapping[str, Any],
+    *,
+    trunk_state: Mapping[str, Tensor] | None = None,
+    **changes: Any,
+) -> MultiBranchAttentionNet:
+    """The network a run config describes: the one way from a config to a network.
+
+    Parameters
+    ----------
+    run_cfg : mapping
+        A run config (:func:`coolcore.train.config.load_config`); only its
+        ``model`` section is read (see :func:`network_config`).
+    trunk_state : mapping of str to Tensor, optional
+        The pretrained trunk tensors when ``model.weights`` is not ``"none"``:
+        ``coolcore.train.weights.read_trunk_state(run_cfg["model"]["weights"])``
+        (this package reads no file).
+    **changes
+        Override ``model`` entries, e.g. ``weights="none"`` to rebuild a trained
+        network before ``load_state_dict`` (no trunk state needed then).
+
+    Returns
+    -------
+    MultiBranchAttentionNet
+    """
+    return MultiBranchAttentionNet.from_config(
+        network_config(run_cfg, **changes), trunk_state=trunk_state
+    )

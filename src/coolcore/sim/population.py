@@ -280,6 +280,62 @@ def _pick(params: ph.DensityParams | ph.TemperatureParams, i: int):
     )
 
 
+def _draw_clumps(
+    rng: np.random.Generator, r500: float, lum_kpc3: float, cls: int, prior: PopulationPrior
+) -> list[Clump]:
+    """Subclumps, a BCG corona (class-dependent rates) and satellites, scaled to ``lum_kpc3``."""
+    clumps: list[Clump] = []
+    n_sub = rng.choice(3, p=((0.8, 0.2, 0.0), (0.5, 0.4, 0.1), (0.3, 0.5, 0.2))[cls])
+    for _ in range(n_sub):
+        rc = rng.uniform(40.0, 150.0)
+        semi = rc * np.array([1.0, rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0)])
+        q = _ellipsoid_matrix(_random_rotation(rng), semi)
+        pos = _unit_vector(rng) * rng.uniform(0.15, 0.8) * r500
+        flux = rng.uniform(0.05, 0.3) * lum_kpc3
+        clumps.append(Clump(pos, q, flux * np.sqrt(np.linalg.det(q)) / np.pi**2, "subclump"))
+    if rng.random() < prior.p_corona[cls]:
+        # A BCG corona (Sun et al. 2007): a few-kpc clump of cool galaxy gas at the
+        # centre, outside the ICM model that sets t_cool (it is negligible at 0.012 R500).
+        rc = rng.uniform(1.0, 4.0)
+        flux = np.exp(rng.uniform(*np.log(prior.corona_flux))) * lum_kpc3
+        clumps.append(Clump(np.zeros(3), np.eye(3) / rc**2, flux / rc**3 / np.pi**2, "corona"))
+    for _ in range(rng.poisson(4.0)):
+        rc = rng.uniform(3.0, 15.0)
+        r = r500 * np.cbrt(rng.uniform(0.001, 1.0))
+        pos = _unit_vector(rng) * max(r, 50.0)
+        flux = np.exp(rng.uniform(np.log(1e-3), np.log(1e-2))) * lum_kpc3
+        q = np.eye(3) / rc**2
+        clumps.append(Clump(pos, q, flux / rc**3 / np.pi**2, "satellite"))
+    return clumps
+
+
+def _draw_cavities(rng: np.random.Generator, cls: int) -> list[Cavity]:
+    """A pair of AGN bubbles along a random jet axis, with a class-dependent rate."""
+    cavities: list[Cavity] = []
+    if rng.random() < (0.7, 0.2, 0.0)[cls]:
+        jet = _unit_vector(rng)
+        for sign in (1.0, -1.0):
+            a = rng.uniform(5.0, 25.0)
+            d = rng.uniform(max(10.0, 1.2 * a), max(50.0, 1.3 * a))
+            cavities.append(Cavity(sign * jet * d, a, rng.uniform(0.5, 0.9)))
+    return cavities
+
+
+def _draw_sloshing(rng: np.random.Generator, cls: int) -> Sloshing | None:
+    """A sloshing spiral with a class-dependent rate, else None."""
+    if rng.random() >= (0.6, 0.5, 0.1)[cls]:
+        return None
+    return Sloshing(
+        normal=_unit_vector(rng),
+        amplitude=rng.uniform(0.1, 0.3),
+        r_in_kpc=rng.uniform(20.0, 50.0),
+        r_out_kpc=rng.uniform(150.0, 300.0),
+        pitch_kpc=rng.uniform(150.0, 300.0),
+        phase=rng.uniform(0.0, 2.0 * np.pi),
+        chirality=float(rng.choice((-1.0, 1.0))),
+    )
+
+
 def draw_cluster(
     rng: np.random.Generator,
     target_label: str,
@@ -335,48 +391,9 @@ def draw_cluster(
     eps_m = ph.emissivity_cgs(m, density, temperature)
     lum_kpc3 = 4.0 * np.pi * np.trapezoid(eps_m * m**3, np.log(m))
 
-    clumps: list[Clump] = []
-    n_sub = rng.choice(3, p=((0.8, 0.2, 0.0), (0.5, 0.4, 0.1), (0.3, 0.5, 0.2))[cls])
-    for _ in range(n_sub):
-        rc = rng.uniform(40.0, 150.0)
-        semi = rc * np.array([1.0, rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0)])
-        q = _ellipsoid_matrix(_random_rotation(rng), semi)
-        pos = _unit_vector(rng) * rng.uniform(0.15, 0.8) * r500
-        flux = rng.uniform(0.05, 0.3) * lum_kpc3
-        clumps.append(Clump(pos, q, flux * np.sqrt(np.linalg.det(q)) / np.pi**2, "subclump"))
-    if rng.random() < prior.p_corona[cls]:
-        # A BCG corona (Sun et al. 2007): a few-kpc clump of cool galaxy gas at the
-        # centre, outside the ICM model that sets t_cool (it is negligible at 0.012 R500).
-        rc = rng.uniform(1.0, 4.0)
-        flux = np.exp(rng.uniform(*np.log(prior.corona_flux))) * lum_kpc3
-        clumps.append(Clump(np.zeros(3), np.eye(3) / rc**2, flux / rc**3 / np.pi**2, "corona"))
-    for _ in range(rng.poisson(4.0)):
-        rc = rng.uniform(3.0, 15.0)
-        r = r500 * np.cbrt(rng.uniform(0.001, 1.0))
-        pos = _unit_vector(rng) * max(r, 50.0)
-        flux = np.exp(rng.uniform(np.log(1e-3), np.log(1e-2))) * lum_kpc3
-        q = np.eye(3) / rc**2
-        clumps.append(Clump(pos, q, flux / rc**3 / np.pi**2, "satellite"))
-
-    cavities: list[Cavity] = []
-    if rng.random() < (0.7, 0.2, 0.0)[cls]:
-        jet = _unit_vector(rng)
-        for sign in (1.0, -1.0):
-            a = rng.uniform(5.0, 25.0)
-            d = rng.uniform(max(10.0, 1.2 * a), max(50.0, 1.3 * a))
-            cavities.append(Cavity(sign * jet * d, a, rng.uniform(0.5, 0.9)))
-
-    sloshing = None
-    if rng.random() < (0.6, 0.5, 0.1)[cls]:
-        sloshing = Sloshing(
-            normal=_unit_vector(rng),
-            amplitude=rng.uniform(0.1, 0.3),
-            r_in_kpc=rng.uniform(20.0, 50.0),
-            r_out_kpc=rng.uniform(150.0, 300.0),
-            pitch_kpc=rng.uniform(150.0, 300.0),
-            phase=rng.uniform(0.0, 2.0 * np.pi),
-            chirality=float(rng.choice((-1.0, 1.0))),
-        )
+    clumps = _draw_clumps(rng, r500, lum_kpc3, cls, prior)
+    cavities = _draw_cavities(rng, cls)
+    sloshing = _draw_sloshing(rng, cls)
     fluct_rms = rng.uniform(*((0.03, 0.08), (0.03, 0.10), (0.05, 0.15))[cls])
     fluct_scale = rng.uniform(50.0, 200.0)
     noise_seed = int(rng.integers(2**63))

@@ -16,6 +16,8 @@ from typing import Any
 import yaml
 
 from coolcore.errors import UsageError
+from coolcore.nn.options import check_network_options
+from coolcore.train.hardware import PRECISIONS
 
 PRESETS = ("paper", "cpu", "demo")
 
@@ -50,19 +52,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 
 _CHOICES = {
     ("preprocess", "scaling"): ("image", "dataset"),
-    ("model", "variant"): ("baseline", "att", "gauss", "att+gauss", "all"),
-    ("model", "combine"): ("union", "intersection"),
-    ("train", "precision"): ("auto", "32", "bf16-mixed", "16-mixed"),
+    ("train", "precision"): PRECISIONS,
 }
 _RANGES = {
     ("sample", "clusters"): (3, 100000),
     ("preprocess", "crop"): (16, 65536),
     ("preprocess", "size"): (32, 4096),
-    ("model", "aux_size"): (32, 4096),
-    ("model", "tau1"): (0.0, 1.0),
-    ("model", "tau2"): (0.0, 1.0),
-    ("model", "lam"): (1e-6, 1e6),
-    ("model", "center_smoothing"): (0, 63),
     ("train", "epochs"): (1, 10000),
     ("train", "batch_size"): (1, 4096),
     ("train", "lr"): (1e-12, 10.0),
@@ -101,7 +96,12 @@ def load_config(config: str | Path | None = "paper", overrides: list[str] | None
                 f"--config {name}: neither a preset ({', '.join(PRESETS)}) nor an existing YAML file"
             )
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"{path}: not a UTF-8 text file (byte {exc.object[exc.start]:#04x} at "
+                f"offset {exc.start}); save the config as UTF-8"
+            ) from None
         except yaml.YAMLError as exc:
             first = str(exc).splitlines()[0]
             raise UsageError(f"{path}: not valid YAML ({first})") from None
@@ -138,7 +138,11 @@ def _merge(cfg: dict, new: dict, source: str) -> None:
 
 
 def validate_config(cfg: dict) -> None:
-    """Check types and ranges; raise :class:`UsageError` naming the first bad key."""
+    """Check types and ranges; raise :class:`UsageError` naming the first bad key.
+
+    The ``model`` section is checked by :func:`coolcore.nn.options.check_network_options`,
+    the rules the network itself applies.
+    """
     for (section, key), choices in _CHOICES.items():
         value = cfg[section][key]
         if str(value) not in choices:
@@ -147,9 +151,10 @@ def validate_config(cfg: dict) -> None:
             )
         if section == "train" and key == "precision":
             cfg[section][key] = str(value)
+    check_network_options(cfg["model"], prefix="config model.")
     for (section, key), (low, high) in _RANGES.items():
         value = cfg[section][key]
-        if value is None and key in ("size", "aux_size"):
+        if value is None and key == "size":
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise UsageError(f"config {section}.{key}={value!r}: must be a number")
@@ -172,9 +177,6 @@ def validate_config(cfg: dict) -> None:
     for key in ("deterministic", "compile", "channels_last"):
         if not isinstance(cfg["train"][key], bool):
             raise UsageError(f"config train.{key}={cfg['train'][key]!r}: must be true or false")
-    weights = cfg["model"]["weights"]
-    if not isinstance(weights, str) or not weights:
-        raise UsageError(f"config model.weights={weights!r}: must be none, imagenet or a file path")
     if (
         cfg["preprocess"]["size"] is not None
         and cfg["preprocess"]["size"] > cfg["preprocess"]["crop"]

@@ -1,4 +1,16 @@
-"""Where training runs: Lightning's hardware options, the launcher's rank, quiet logs."""
+"""Where training runs: Lightning's hardware options and precision, the launcher's rank,
+quiet logs.
+
+Precision (``train.precision``, one of :data:`PRECISIONS`): ``32`` is fp32,
+``bf16-mixed`` autocasts to bfloat16 (on a GPU or a CPU), ``16-mixed`` to
+float16 (GPUs); ``auto`` (the default) chooses ``bf16-mixed`` on a CUDA GPU
+that supports bfloat16 and on an x86 CPU with native bfloat16 arithmetic (the
+``amx_bf16`` or ``avx512_bf16`` flag of Linux's ``/proc/cpuinfo``: Intel
+Sapphire Rapids and later, AMD Zen 4 and later), and fp32 everywhere else
+(other CPUs, where bfloat16 runs but is emulated and slower; CPUs whose flags
+cannot be read, e.g. outside Linux; Apple GPUs).  :func:`resolve_precision`
+makes that choice.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +18,17 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 from coolcore.errors import UsageError
+
+PRECISIONS: tuple[str, ...] = ("auto", "32", "bf16-mixed", "16-mixed")
+"""The values of ``train.precision`` (and ``--precision``)."""
+
+NATIVE_BF16_FLAGS: frozenset[str] = frozenset({"amx_bf16", "avx512_bf16"})
+"""CPU flags (``/proc/cpuinfo``) of native bfloat16 arithmetic that oneDNN uses."""
+
+_CPUINFO = Path("/proc/cpuinfo")
 
 
 @dataclass
@@ -30,6 +51,81 @@ def launched_rank() -> int:
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
         return int(os.environ["SLURM_PROCID"])
     return int(os.environ.get("LOCAL_RANK", "0")) + int(os.environ.get("NODE_RANK", "0"))
+
+
+def cpu_has_native_bf16(cpuinfo_text: str | None = None) -> bool:
+    """Whether the CPU computes in bfloat16 natively (AMX or AVX-512 BF16).
+
+    Parameters
+    ----------
+    cpuinfo_text : str, optional
+        The text of Linux's ``/proc/cpuinfo``; None reads it.  Where it cannot
+        be read (not Linux) the answer is False.
+
+    Returns
+    -------
+    bool
+        True when a ``flags`` line lists ``amx_bf16`` or ``avx512_bf16``
+        (:data:`NATIVE_BF16_FLAGS`).
+
+    Examples
+    --------
+    >>> cpu_has_native_bf16("flags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    True
+    >>> cpu_has_native_bf16("flags\t\t: fpu sse2 avx2\n")
+    False
+    """
+    if cpuinfo_text is None:
+        try:
+            cpuinfo_text = _CPUINFO.read_text(errors="replace")
+        except OSError:
+            return False
+    for line in cpuinfo_text.splitlines():
+        name, sep, value = line.partition(":")
+        if sep and name.strip() == "flags" and NATIVE_BF16_FLAGS & set(value.split()):
+            return True
+    return False
+
+
+def resolve_precision(requested: str, accelerator: str) -> str:
+    """Lightning's ``precision`` for a ``train.precision`` value on an accelerator.
+
+    Parameters
+    ----------
+    requested : str
+        One of :data:`PRECISIONS`: ``"32"``, ``"bf16-mixed"``, ``"16-mixed"``
+        (kept as asked) or ``"auto"``.
+    accelerator : str
+        Lightning's accelerator option (``"auto"``, ``"cpu"``, ``"gpu"``,
+        ``"cuda"``, ``"mps"`` ...); ``"auto"`` means a CUDA GPU when one is
+        visible, else the CPU (or an Apple GPU).
+
+    Returns
+    -------
+    str
+        ``"32-true"``, ``"bf16-mixed"`` or ``"16-mixed"``.  ``"auto"`` gives
+        ``"bf16-mixed"`` on a CUDA GPU that supports bfloat16 and on a CPU with
+        :func:`cpu_has_native_bf16`, ``"32-true"`` elsewhere.
+
+    Raises
+    ------
+    coolcore.errors.UsageError
+        ``requested`` not in :data:`PRECISIONS`.
+    """
+    requested = str(requested)
+    if requested not in PRECISIONS:
+        raise UsageError(f"precision {requested!r}: must be one of {', '.join(PRECISIONS)}")
+    if requested != "auto":
+        return "32-true" if requested == "32" else requested
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and cuda):
+        return "bf16-mixed" if cuda and torch.cuda.is_bf16_supported() else "32-true"
+    on_cpu = accelerator == "cpu" or (
+        accelerator == "auto" and not torch.backends.mps.is_available()
+    )
+    return "bf16-mixed" if on_cpu and cpu_has_native_bf16() else "32-true"
 
 
 def quiet_lightning() -> None:

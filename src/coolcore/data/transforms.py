@@ -1,4 +1,4 @@
-"""Preprocessing of X-ray maps (METHOD.md, "Preprocessing") and the cached dataset.
+"""Preprocessing of X-ray maps (METHOD.md, "Preprocessing"): pure array transforms.
 
 Per image, in this order:
 
@@ -18,7 +18,7 @@ Per image, in this order:
 4. Min-max normalisation to [0, 1]: per image (``scaling="image"``; a constant
    image becomes all zeros) or with one range ``(lo, hi)`` of log values for the
    whole data set (``scaling="dataset"``: the range is the minimum and maximum log
-   value over the data set, computed by :func:`load_dataset`; values outside a
+   value over the data set, computed by :func:`coolcore.data.cache.load_dataset`; values outside a
    range given for new images are clipped).
 5. Optional resize to ``size`` x ``size`` with antialiased bilinear
    interpolation (``torch.nn.functional.interpolate(..., mode="bilinear",
@@ -29,47 +29,32 @@ Per image, in this order:
 The output is ``float32``.  Grey images are not repeated to three channels here;
 the model decides that.
 
-:func:`load_dataset` preprocesses a whole catalogue once and keeps the result in
-a cache file keyed by the preprocessing parameters and by every file's relative
-path, size and SHA-256 content hash, so a stale cache is never used.
+The cached preprocessing of a whole catalogue is :func:`coolcore.data.cache.load_dataset`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
-import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import numpy as np
-import pandas as pd
 
-from coolcore.data import io as cio
 from coolcore.errors import ImageError, UsageError
 
 __all__ = [
-    "CACHE_FORMAT_VERSION",
-    "Dataset",
+    "CENTERS",
+    "SCALINGS",
     "PreprocessConfig",
     "crop_image",
-    "dataset_cache_key",
-    "load_dataset",
+    "normalise_crops",
     "preprocess_batch",
     "preprocess_image",
+    "rescale_to_range",
     "resize_batch",
 ]
 
-CACHE_FORMAT_VERSION = 1
-"""Bumped whenever the preprocessing or the cache layout changes; part of the cache key."""
-
 SCALINGS = ("image", "dataset")
 CENTERS = ("image", "peak")
-_CHUNK = 64  # images preprocessed together (bounds the float64 working memory)
 
 
 @dataclass(frozen=True)
@@ -213,7 +198,7 @@ def resize_batch(images: np.ndarray, size: int) -> np.ndarray:
     return y[:, 0].numpy()
 
 
-def _normalised(
+def normalise_crops(
     crops: np.ndarray,
     cfg: PreprocessConfig,
     names: Sequence[str],
@@ -221,8 +206,20 @@ def _normalised(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Steps 1, 3, 4, 5 on cropped (N, crop, crop) maps.
 
-    Returns the float32 images, and each image's minimum and maximum log value.
-    With ``log_range`` None the images are normalised per image.
+    Parameters
+    ----------
+    crops : numpy.ndarray
+        (N, crop, crop) maps as cut by :func:`crop_image`.
+    cfg : PreprocessConfig
+    names : sequence of str
+        File names for error messages.
+    log_range : (lo, hi) or None
+        The range of log values to normalise with; None normalises per image.
+
+    Returns
+    -------
+    images, log_min, log_max : numpy.ndarray
+        The (N, S, S) float32 images, and each image's minimum and maximum log value.
     """
     logs = _floor_log(np.asarray(crops, dtype=np.float64), names)
     lmin = logs.min(axis=(1, 2))
@@ -257,7 +254,7 @@ def preprocess_batch(
     Parameters
     ----------
     images : array (N, H, W) or sequence of 2-D arrays (shapes may differ)
-        Maps as read by :func:`coolcore.data.io.read_image`.
+        Maps as read by :func:`coolcore.data.images.read_image`.
     cfg : PreprocessConfig
     names : sequence of str, optional
         File names for error messages.
@@ -292,10 +289,10 @@ def preprocess_batch(
         )
     if cfg.scaling == "dataset":
         if log_range is None:
-            out, lmin, lmax = _normalised(crops, cfg, names, None)
-            return _rescale(out, lmin, lmax, (float(lmin.min()), float(lmax.max())))
-        return _normalised(crops, cfg, names, _check_range(log_range))[0]
-    return _normalised(crops, cfg, names, None)[0]
+            out, lmin, lmax = normalise_crops(crops, cfg, names, None)
+            return rescale_to_range(out, lmin, lmax, (float(lmin.min()), float(lmax.max())))
+        return normalise_crops(crops, cfg, names, _check_range(log_range))[0]
+    return normalise_crops(crops, cfg, names, None)[0]
 
 
 def preprocess_image(
@@ -309,7 +306,7 @@ def preprocess_image(
     Parameters
     ----------
     image : numpy.ndarray
-        2-D map as read by :func:`coolcore.data.io.read_image`.
+        2-D map as read by :func:`coolcore.data.images.read_image`.
     cfg : PreprocessConfig
     name : str
         File name for error messages.
@@ -336,11 +333,27 @@ def preprocess_image(
     return preprocess_batch(image[None], cfg, [name], log_range)[0]
 
 
-def _rescale(
+def rescale_to_range(
     norm: np.ndarray, lmin: np.ndarray, lmax: np.ndarray, log_range: tuple[float, float]
 ) -> np.ndarray:
     """Turn per-image normalised images into data-set normalised ones, in place.
 
+    Parameters
+    ----------
+    norm : numpy.ndarray
+        (N, S, S) float32 images normalised per image (changed in place).
+    lmin, lmax : numpy.ndarray
+        (N,) each image's minimum and maximum log value.
+    log_range : (lo, hi)
+        The data set's range of log values.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``norm``, now ``(L - lo) / (hi - lo)`` clipped to [0, 1].
+
+    Notes
+    -----
     Exact because the resize is linear with weights summing to one:
     ``(L - lo) / (hi - lo) = n * (b - a) / (hi - lo) + (a - lo) / (hi - lo)``.
     """
@@ -354,230 +367,3 @@ def _rescale(
     norm *= gain
     norm += offset
     return np.clip(norm, 0.0, 1.0, out=norm)
-
-
-# ---------------------------------------------------------------- the dataset
-@dataclass
-class Dataset:
-    """Preprocessed images of a catalogue, in catalogue order.
-
-    Attributes
-    ----------
-    images : numpy.ndarray
-        (N, S, S) float32 in [0, 1], C-contiguous.
-    labels : numpy.ndarray
-        (N,) int64 class index into ``CLASS_NAMES``; -1 where unknown.
-    image_ids, cluster_ids : numpy.ndarray
-        (N,) strings.
-    catalog : pandas.DataFrame
-        As returned by :func:`coolcore.data.io.read_catalog`.
-    cfg : PreprocessConfig
-    cache_key : str
-        SHA-256 hex digest identifying the inputs and parameters.
-    log_range : (float, float) or None
-        Range of log values used for ``scaling="dataset"`` (None for ``"image"``).
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    image_ids: np.ndarray
-    cluster_ids: np.ndarray
-    catalog: pd.DataFrame
-    cfg: PreprocessConfig
-    cache_key: str
-    log_range: tuple[float, float] | None = None
-    cache_path: Path | None = field(default=None, repr=False)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-
-def _file_digest(path: str) -> tuple[int, str]:
-    with open(path, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
-    return os.path.getsize(path), digest
-
-
-def dataset_cache_key(
-    catalog: pd.DataFrame,
-    catalog_dir: Path,
-    cfg: PreprocessConfig,
-    *,
-    hdu: int | str | None = None,
-    plane: int | None = None,
-    workers: int = 1,
-) -> str:
-    """SHA-256 of the cache-format version, the parameters and every file.
-
-    Each file enters, in catalogue order, as its path relative to the catalogue's
-    folder, its size in bytes and the SHA-256 of its content.
-    """
-    paths = catalog["path"].tolist()
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        digests = list(pool.map(_file_digest, paths))
-    files = [
-        [os.path.relpath(p, catalog_dir), size, digest]
-        for p, (size, digest) in zip(paths, digests, strict=True)
-    ]
-    blob = json.dumps(
-        {
-            "version": CACHE_FORMAT_VERSION,
-            "cfg": cfg.to_dict(),
-            "hdu": hdu,
-            "plane": plane,
-            "files": files,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _load_cache(
-    path: Path, key: str, n: int, size: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if str(z["key"]) != key:
-                return None
-            images, lmin, lmax = z["images"], z["log_min"], z["log_max"]
-    except Exception as exc:
-        warnings.warn(f"{path}: unreadable cache ({exc}); rebuilding it", stacklevel=3)
-        return None
-    if images.shape != (n, size, size) or images.dtype != np.float32:
-        return None
-    return np.ascontiguousarray(images), lmin, lmax
-
-
-def _save_cache(
-    path: Path, key: str, images: np.ndarray, lmin: np.ndarray, lmax: np.ndarray
-) -> bool:
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, images=images, log_min=lmin, log_max=lmax, key=np.array(key))
-        os.replace(tmp, path)
-        return True
-    except OSError as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        warnings.warn(
-            f"{path.parent}: cannot write the preprocessing cache ({exc.strerror or exc}); "
-            "continuing without it",
-            stacklevel=3,
-        )
-        return False
-
-
-def _compute(
-    catalog: pd.DataFrame,
-    cfg: PreprocessConfig,
-    *,
-    hdu: int | str | None,
-    plane: int | None,
-    progress: bool,
-    workers: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read and preprocess every image (per-image normalised) in chunks."""
-    from tqdm.auto import tqdm
-
-    paths = catalog["path"].tolist()
-    n, s = len(paths), cfg.output_size
-    images = np.empty((n, s, s), dtype=np.float32)
-    lmin = np.empty(n)
-    lmax = np.empty(n)
-
-    def read_crop(p: str) -> np.ndarray:
-        image = cio.read_image(p, hdu=hdu, plane=plane)
-        return np.array(crop_image(image, cfg.crop, cfg.center, p))
-
-    from astropy.utils.exceptions import AstropyWarning
-
-    with (
-        warnings.catch_warnings(),  # on this thread: see coolcore.data.io._quiet_astropy
-        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
-        tqdm(total=n, desc="preprocessing", unit="img", disable=not progress) as bar,
-    ):
-        warnings.simplefilter("ignore", AstropyWarning)
-        for start in range(0, n, _CHUNK):
-            chunk = paths[start : start + _CHUNK]
-            crops = np.stack(list(pool.map(read_crop, chunk)))
-            out, a, b = _normalised(crops, cfg, chunk, None)
-            stop = start + len(chunk)
-            images[start:stop], lmin[start:stop], lmax[start:stop] = out, a, b
-            bar.update(len(chunk))
-    return images, lmin, lmax
-
-
-def load_dataset(
-    catalog_path: str | Path,
-    cfg: PreprocessConfig,
-    *,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-    workers: int | None = None,
-    hdu: int | str | None = None,
-    plane: int | None = None,
-    require_labels: bool = True,
-    use_cache: bool = True,
-) -> Dataset:
-    """Read a catalogue and preprocess all its images, through a cache.
-
-    Parameters
-    ----------
-    catalog_path : str or Path
-        Catalogue CSV, or a folder holding ``catalog.csv``.
-    cfg : PreprocessConfig
-    cache_dir : str or Path, optional
-        Folder of cache files (default ``<catalogue folder>/.coolcore_cache``).
-        If it cannot be written, a warning is issued and nothing is cached.
-    progress : bool
-        Show a tqdm progress bar while preprocessing.
-    workers : int, optional
-        Threads reading and hashing files (default ``min(4, cpu_count)``).
-    hdu, plane
-        Passed to :func:`coolcore.data.io.read_image` for every file.
-    require_labels : bool
-        Passed to :func:`coolcore.data.io.read_catalog` (False for prediction).
-    use_cache : bool
-        False neither reads nor writes the cache.
-
-    Returns
-    -------
-    Dataset
-    """
-    catalog_path = cio.resolve_data(catalog_path)
-    catalog = cio.read_catalog(catalog_path, require_labels=require_labels)
-    folder = catalog_path.resolve().parent
-    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-    key = dataset_cache_key(catalog, folder, cfg, hdu=hdu, plane=plane, workers=workers)
-    cache_dir = Path(cache_dir) if cache_dir is not None else folder / ".coolcore_cache"
-    cache_path = cache_dir / f"{key[:24]}.npz"
-    n, s = len(catalog), cfg.output_size
-
-    cached = _load_cache(cache_path, key, n, s) if use_cache else None
-    if cached is not None:
-        images, lmin, lmax = cached
-    else:
-        images, lmin, lmax = _compute(
-            catalog, cfg, hdu=hdu, plane=plane, progress=progress, workers=workers
-        )
-        if cfg.scaling == "dataset":
-            _rescale(images, lmin, lmax, (float(lmin.min()), float(lmax.max())))
-        if not (use_cache and _save_cache(cache_path, key, images, lmin, lmax)):
-            cache_path = None
-    log_range = (float(lmin.min()), float(lmax.max())) if cfg.scaling == "dataset" else None
-    return Dataset(
-        images=np.ascontiguousarray(images),
-        labels=catalog["y"].to_numpy(dtype=np.int64),
-        image_ids=catalog["image_id"].to_numpy(dtype=str),
-        cluster_ids=catalog["cluster_id"].to_numpy(dtype=str),
-        catalog=catalog,
-        cfg=cfg,
-        cache_key=key,
-        log_range=log_range,
-        cache_path=cache_path,
-    )

@@ -1,0 +1,227 @@
+"""A batch of maps on their way through a trained model: read, preprocessed, classified.
+
+:func:`prepare_maps` reads maps and brings them to the model input (the rules
+are in :mod:`coolcore.data.inputs`), collecting each map's failure instead of
+raising it; :class:`PredictionBatch` is what
+:meth:`coolcore.apps.trained.TrainedModel.predict_batches` yields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from coolcore.data.inputs import MapInput, header_scale_and_unit, input_window_px
+from coolcore.errors import CoolcoreError, ImageError, UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from coolcore.nn.model import Explanation
+
+__all__ = ["PIXEL_SCALE_TOLERANCE", "PredictionBatch", "PreparedMaps", "prepare_maps"]
+
+PIXEL_SCALE_TOLERANCE = 0.2
+"""Relative pixel-scale difference to the training data above which a map is warned about."""
+
+
+@dataclass
+class PreparedMaps:
+    """Maps read and brought to the model input; failures collected, not raised.
+
+    Attributes
+    ----------
+    ok : list of int
+        Indices (into the maps given) of those that could be used, in order.
+    images : numpy.ndarray
+        (len(ok), S, S) float32 model inputs in [0, 1].
+    errors : dict of int to str
+        Index -> one-line message of each map that could not be used.
+    warnings : list of str
+        One-line warnings (pixel scale, units).
+    """
+
+    ok: list[int]
+    images: np.ndarray
+    errors: dict[int, str]
+    warnings: list[str]
+
+
+@dataclass
+class PredictionBatch:
+    """One batch of :meth:`TrainedModel.predict_batches`.
+
+    Attributes
+    ----------
+    start : int
+        Index of the batch's first map among all the maps.
+    items : sequence of MapInput
+        The batch's maps; ``ok``, ``errors`` index into it.
+    ok, images, errors, warnings
+        As :class:`PreparedMaps`.
+    fold_probs : numpy.ndarray
+        (F, len(ok), 3) float64 class probabilities of each fold model.
+    fold_boxes : numpy.ndarray
+        (F, len(ok), 4) float64 crop boxes ``(x0, y0, x1, y1)`` in input pixels,
+        both ends inclusive (the whole input for ``baseline``).
+    explanation : Explanation or None
+        The maps of the fold model asked for (``explain_fold``), as tensors on
+        the model's device, row ``j`` for map ``ok[j]``; None otherwise or when
+        no map of the batch could be used.
+    """
+
+    start: int
+    items: Sequence[MapInput]
+    ok: list[int]
+    images: np.ndarray
+    errors: dict[int, str]
+    warnings: list[str]
+    fold_probs: np.ndarray
+    fold_boxes: np.ndarray
+    explanation: Explanation | None = field(default=None, repr=False)
+
+    @property
+    def rows(self) -> np.ndarray:
+        """Indices among all the maps of the predicted maps (``start + ok``)."""
+        return self.start + np.asarray(self.ok, dtype=np.int64)
+
+    @property
+    def probs(self) -> np.ndarray:
+        """(len(ok), 3) the ensemble's probabilities: the mean over the fold models."""
+        return self.fold_probs.mean(axis=0)
+
+    @property
+    def predicted(self) -> np.ndarray:
+        """(len(ok),) class index of the ensemble's arg-max."""
+        return self.probs.argmax(axis=1)
+
+    @property
+    def spread(self) -> np.ndarray:
+        """(len(ok),) standard deviation over the fold models of the predicted class's probability."""
+        pred = self.predicted
+        return self.fold_probs[:, np.arange(len(pred)), pred].std(axis=0)
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(len(ok), 4) crop boxes averaged over the fold models."""
+        return self.fold_boxes.mean(axis=0)
+
+
+def _read(item: MapInput, pixel_kpc: float | None) -> tuple[np.ndarray, float | None, str | None]:
+    """The map, its pixel scale in kpc and its unit (None where unknown)."""
+    from coolcore.data.images import read_image
+
+    if item.array is not None:
+        arr = np.asarray(item.array)
+        if arr.ndim != 2:
+            raise ImageError(f"{item.name}: expected a 2-D map, got shape {arr.shape}")
+        if arr.dtype.kind not in "iuf":
+            raise ImageError(f"{item.name}: non-numeric data (dtype {arr.dtype})")
+        return np.asarray(arr, dtype=np.float64), pixel_kpc or item.pixel_kpc, None
+    arr = read_image(item.file)
+    header_scale, unit = header_scale_and_unit(item.file)
+    return arr, pixel_kpc or item.pixel_kpc or header_scale, unit
+
+
+def _warnings(meta: dict, item: MapInput, scale: float | None, unit: str | None) -> list[str]:
+    """One-line warnings: pixel scale off by more than 20 %; other units under data-set scaling."""
+    out = []
+    ref = meta.get("training_data", {}).get("pixel_kpc")
+    if scale and ref and abs(scale - ref) / ref > PIXEL_SCALE_TOLERANCE:
+        out.append(
+            f"{item.name}: pixel scale {scale:.4g} kpc differs from the training maps' "
+            f"{ref:.4g} kpc by {100 * abs(scale - ref) / ref:.0f}% "
+            f"(> {100 * PIXEL_SCALE_TOLERANCE:.0f}%); predictions may be unreliable"
+        )
+    train_unit = meta.get("training_data", {}).get("bunit")
+    if (
+        meta["preprocess"]["scaling"] == "dataset"
+        and unit
+        and train_unit
+        and unit.strip().lower() != train_unit.strip().lower()
+    ):
+        out.append(
+            f"{item.name}: unit '{unit}' differs from the training maps' '{train_unit}'; "
+            "this model scales all maps with one range of log values, so units matter"
+        )
+    return out
+
+
+def prepare_maps(
+    items: Sequence[MapInput],
+    meta: dict,
+    *,
+    crop_px: int | None = None,
+    crop_kpc: float | None = None,
+    pixel_kpc: float | None = None,
+) -> PreparedMaps:
+    """Read maps and bring them to a model's input; failures are collected, not raised.
+
+    Parameters
+    ----------
+    items : sequence of MapInput
+        The maps.
+    meta : dict
+        The model description (``model.json``): its ``preprocess`` and
+        ``training_data`` say how (see :mod:`coolcore.data.inputs`).
+    crop_px, crop_kpc, pixel_kpc
+        The user's window and pixel scale, as ``--crop-px`` ... .
+
+    Returns
+    -------
+    PreparedMaps
+
+    Raises
+    ------
+    coolcore.errors.UsageError
+        Contradicting options (a map's own problems become ``errors``).
+    """
+    from coolcore.data.transforms import PreprocessConfig, preprocess_batch
+
+    p = meta["preprocess"]
+    crop, size = int(p["crop"]), int(p["input_size"])
+    training_pixel_kpc = meta.get("training_data", {}).get("pixel_kpc")
+    log_range = tuple(p["log_range"]) if p.get("log_range") else None
+    errors: dict[int, str] = {}
+    notes: list[str] = []
+    arrays: dict[int, np.ndarray] = {}
+    windows: dict[int, int] = {}
+    for i, item in enumerate(items):
+        try:
+            arr, scale, unit = _read(item, pixel_kpc)
+            windows[i] = input_window_px(
+                arr.shape,
+                scale,
+                model_crop_px=crop,
+                model_pixel_kpc=training_pixel_kpc,
+                crop_px=crop_px,
+                crop_kpc=crop_kpc,
+                name=item.name,
+            )
+            arrays[i] = arr
+            notes.extend(_warnings(meta, item, scale, unit))
+        except UsageError:
+            raise
+        except CoolcoreError as exc:
+            errors[i] = str(exc)
+    done: dict[int, np.ndarray] = {}
+    for n in sorted(set(windows.values())):
+        members = [i for i in windows if windows[i] == n]
+        cfg = PreprocessConfig(
+            crop=n, size=size, scaling=p["scaling"], center=p.get("center", "image")
+        )
+        try:
+            out = preprocess_batch(
+                [arrays[i] for i in members], cfg, [items[i].name for i in members], log_range
+            )
+            done.update(zip(members, out, strict=True))
+        except CoolcoreError:  # isolate the bad map(s)
+            for i in members:
+                try:
+                    done[i] = preprocess_batch([arrays[i]], cfg, [items[i].name], log_range)[0]
+                except CoolcoreError as exc:
+                    errors[i] = str(exc)
+    ok = sorted(done)
+    images = np.stack([done[i] for i in ok]) if ok else np.zeros((0, size, size), np.float32)
+    return PreparedMaps(ok=ok, images=images, errors=errors, warnings=notes)

@@ -1,0 +1,157 @@
+"""The prediction table of ``coolcore predict``: its columns, filling it batch by batch, writing it.
+
+Columns (:data:`PREDICTION_COLUMNS`): ``file``, ``image_id``, the ensemble's
+class probabilities ``p_CC``, ``p_WCC``, ``p_NCC`` (the mean of the fold
+models'), ``predicted`` (their arg-max), ``ordinal_score = sum_k k p_k`` (0 CC,
+1 WCC, 2 NCC), ``spread`` (the standard deviation over the fold models,
+``ddof=0``, of the probability of the predicted class; 0 for one model), the
+crop box ``box_x0, box_y0, box_x1, box_y1`` in pixels of the model input
+(averaged over the fold models) and ``error`` (empty when the map was predicted).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from coolcore import CLASS_NAMES
+from coolcore.data.inputs import MapInput
+from coolcore.errors import UsageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from coolcore.apps.batches import PredictionBatch
+
+__all__ = ["PREDICTION_COLUMNS", "PredictionTable", "catalog_metrics", "write_predictions"]
+
+BOX_COLUMNS: tuple[str, ...] = ("box_x0", "box_y0", "box_x1", "box_y1")
+
+PREDICTION_COLUMNS: tuple[str, ...] = (
+    "file",
+    "image_id",
+    *(f"p_{c}" for c in CLASS_NAMES),
+    "predicted",
+    "ordinal_score",
+    "spread",
+    *BOX_COLUMNS,
+    "error",
+)
+"""Columns of ``coolcore predict``'s CSV, in order."""
+
+
+class PredictionTable:
+    """The prediction table of a list of maps, filled from :meth:`TrainedModel.predict_batches`.
+
+    Parameters
+    ----------
+    items : sequence of MapInput
+        The maps, in the order of the table's rows (the order the batches were made from).
+
+    Examples
+    --------
+    >>> table = PredictionTable(items)                          # doctest: +SKIP
+    >>> for batch in model.predict_batches(items):              # doctest: +SKIP
+    ...     table.add(batch)
+    >>> frame = table.frame()                                   # doctest: +SKIP
+    """
+
+    def __init__(self, items: Sequence[MapInput]) -> None:
+        n = len(items)
+        self.items = items
+        self.probs = np.full((n, len(CLASS_NAMES)), np.nan)
+        self.spread = np.full(n, np.nan)
+        self.boxes = np.full((n, 4), np.nan)
+        self.error = [""] * n
+
+    def add(self, batch: PredictionBatch) -> None:
+        """Record one batch: the ensemble's numbers of its predicted maps, the messages of the others."""
+        for i, text in batch.errors.items():
+            self.error[batch.start + i] = text
+        if not batch.ok:
+            return
+        rows = batch.rows
+        self.probs[rows] = batch.probs
+        self.spread[rows] = batch.spread
+        self.boxes[rows] = batch.boxes
+
+    def frame(self) -> pd.DataFrame:
+        """The table (columns :data:`PREDICTION_COLUMNS`); unpredicted rows have NaN numbers."""
+        probs = self.probs
+        ok = np.isfinite(probs).all(axis=1)
+        names = np.asarray(CLASS_NAMES, dtype=object)
+        predicted = np.where(ok, names[np.where(ok, np.nan_to_num(probs).argmax(axis=1), 0)], "")
+        data: dict[str, Any] = {
+            "file": [it.file for it in self.items],
+            "image_id": [it.image_id for it in self.items],
+        }
+        for c, name in enumerate(CLASS_NAMES):
+            data[f"p_{name}"] = probs[:, c]
+        data["predicted"] = predicted
+        data["ordinal_score"] = probs @ np.arange(len(CLASS_NAMES), dtype=np.float64)
+        data["spread"] = self.spread
+        for j, key in enumerate(BOX_COLUMNS):
+            data[key] = self.boxes[:, j]
+        data["error"] = self.error
+        return pd.DataFrame(data, columns=list(PREDICTION_COLUMNS))
+
+
+def catalog_metrics(items: Sequence[MapInput], frame: pd.DataFrame) -> dict | None:
+    """Metrics (:func:`coolcore.evaluate.metrics.compute_metrics`) of predicted maps that have labels.
+
+    Parameters
+    ----------
+    items : sequence of MapInput
+        The maps (from a catalogue: their ``label`` and ``cluster_id``).
+    frame : pandas.DataFrame
+        Their prediction table, row for row.
+
+    Returns
+    -------
+    dict or None
+        None when no predicted map has a label.
+    """
+    from coolcore.evaluate.metrics import compute_metrics
+
+    labels = [it.label for it in items]
+    keep = np.array([lab in CLASS_NAMES for lab in labels]) & (frame["error"] == "").to_numpy()
+    if not keep.any():
+        return None
+    table = frame.loc[keep, ["image_id", "predicted", *(f"p_{c}" for c in CLASS_NAMES)]].copy()
+    table["label"] = np.asarray(labels, dtype=object)[keep]
+    table["cluster_id"] = [
+        it.cluster_id or it.image_id for it, k in zip(items, keep, strict=True) if k
+    ]
+    return compute_metrics(table)
+
+
+def write_predictions(frame: pd.DataFrame, out: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write the prediction table atomically; an existing ``out`` needs ``force``.
+
+    Raises
+    ------
+    coolcore.errors.UsageError
+        ``out`` exists without ``force``, is a folder, or cannot be written.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise UsageError(f"{out}: already exists; pass --force to overwrite it")
+    if out.is_dir():
+        raise UsageError(f"{out}: is a folder; --out names the CSV file to write")
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(tmp, index=False, float_format="%.6g")
+        os.replace(tmp, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise UsageError(f"{out}: cannot write the file ({exc.strerror or exc})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return out

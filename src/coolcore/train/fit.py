@@ -1,0 +1,281 @@
+"""Training one fold with Lightning: fit, keep the best epoch, predict the test part.
+
+:func:`fit_fold` takes the preprocessed images (already in memory), the indices
+of a fold's train / validation / test parts and the run config; it trains with
+Adam and StepLR, keeps the epoch with the best validation macro-F1, and returns
+the test part's class probabilities.  In the fold's folder it leaves
+``metrics.csv`` (Lightning's CSV log, kept whole across resumes) and
+``checkpoints/best.ckpt``; ``checkpoints/last.ckpt`` lives only while the fold
+runs, for ``--resume``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from coolcore import CLASS_NAMES
+from coolcore.nn.losses import class_weights
+from coolcore.runs.atomic import atomic_write_text
+from coolcore.runs.interrupts import raise_if_interrupted
+from coolcore.train.hardware import Hardware, launched_rank, quiet_lightning, resolve_precision
+from coolcore.train.loaders import drop_single_last_batch, make_loader
+from coolcore.train.module import ClusterClassifier, load_module, predict_probs
+
+__all__ = [
+    "KEPT_LOG_FILE",
+    "LOG_FILE",
+    "checkpoint_epoch",
+    "fit_fold",
+    "keep_log_before_resume",
+    "merge_kept_log",
+    "predictions_frame",
+]
+
+LOG_FILE = "metrics.csv"
+"""Lightning's CSV log of a fold (one row per epoch and stage)."""
+
+KEPT_LOG_FILE = "metrics.before_resume.csv"
+"""The finished epochs' log rows, kept aside while a resumed fold runs."""
+
+
+class _StopWhenInterrupted(pl.Callback):
+    """Stop at the next batch if SIGINT/SIGTERM was received (see ``raise_if_interrupted``)."""
+
+    def on_train_batch_end(self, *args, **kwargs) -> None:
+        raise_if_interrupted()
+
+    def on_validation_batch_end(self, *args, **kwargs) -> None:
+        raise_if_interrupted()
+
+    def on_train_epoch_end(self, *args, **kwargs) -> None:
+        raise_if_interrupted()
+
+
+class _ProgressBar(TQDMProgressBar):
+    """Lightning's bar (not left on screen), with the precision trained in."""
+
+    def __init__(self, precision: str) -> None:
+        super().__init__(leave=False)
+        self.precision = precision
+
+    def get_metrics(self, trainer, pl_module):
+        return {**super().get_metrics(trainer, pl_module), "precision": self.precision}
+
+
+def _checkpoint_callbacks(ckpt_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
+    """``best.ckpt`` (weights only, a third of a full checkpoint with Adam's state)
+    and ``last.ckpt`` (the full state for --resume, deleted when the fold is done)."""
+    best = ModelCheckpoint(
+        dirpath=ckpt_dir,
+        filename="best",
+        monitor="val_macro_f1",
+        mode="max",
+        save_top_k=1,
+        save_weights_only=True,
+        enable_version_counter=False,
+    )
+    last = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="last", save_top_k=1, enable_version_counter=False
+    )
+    return best, last
+
+
+def _trainer(
+    cfg: dict, hw: Hardware, precision: str, fold_dir: Path, callbacks: list, progress: bool
+) -> pl.Trainer:
+    t = cfg["train"]
+    bar = [_ProgressBar(precision)] if progress else []
+    return pl.Trainer(
+        max_epochs=t["epochs"],
+        accelerator=hw.accelerator,
+        devices=hw.devices,
+        strategy=hw.strategy,
+        num_nodes=hw.num_nodes,
+        precision=precision,
+        deterministic=bool(t["deterministic"]),
+        logger=CSVLogger(save_dir=str(fold_dir), name="", version=""),
+        callbacks=[*callbacks, _StopWhenInterrupted(), *bar],
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=1,
+        default_root_dir=str(fold_dir),
+    )
+
+
+def _run_fit(trainer: pl.Trainer, module, train_loader, val_loader, ckpt_path) -> None:
+    """``trainer.fit``; a run stopped by Ctrl-C / SIGTERM raises KeyboardInterrupt."""
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    except SystemExit:
+        # Lightning ends a run stopped by Ctrl-C / SIGTERM with sys.exit(1), after
+        # its graceful shutdown; let the caller report it as an interruption
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    raise_if_interrupted()
+
+
+def fit_fold(
+    images: torch.Tensor,
+    labels: np.ndarray,
+    split: tuple[np.ndarray, np.ndarray, np.ndarray],
+    cfg: dict,
+    fold_dir: Path,
+    *,
+    seed: int,
+    hardware: Hardware | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    keep_checkpoint: bool = True,
+) -> tuple[np.ndarray, dict] | None:
+    """Train on one fold, pick the best validation epoch, predict its test set.
+
+    Parameters
+    ----------
+    images : (N, 1, S, S) float32 tensor of preprocessed maps.
+    labels : (N,) int class indices.
+    split : (train_idx, val_idx, test_idx) index arrays.
+    cfg : the run config (:func:`coolcore.train.config.load_config`).
+    fold_dir : the fold's folder: checkpoints and the CSV log go there.
+    seed : seeds the initialisation and the shuffle.
+    hardware : where to train (default: Lightning's automatic choice, one device).
+    resume : continue from ``fold_dir/checkpoints/last.ckpt`` when it exists.
+    progress : show Lightning's progress bar (with the precision trained in).
+    keep_checkpoint : keep ``checkpoints/best.ckpt`` (the weights of the best epoch,
+        what ``coolcore export`` packs); the full ``last.ckpt`` is always removed
+        once the fold is done.
+
+    Returns
+    -------
+    (probs, info) on the global-zero process: the test set's (n_test, 3)
+    probabilities and a dict (what ``fold.json`` records) with the best
+    checkpoint, epoch and validation macro-F1, the epochs, the class weights and
+    ``precision``, Lightning's precision trained in
+    (:func:`coolcore.train.hardware.resolve_precision` of ``train.precision``);
+    None on other ranks.
+    """
+    hw = hardware or Hardware()
+    quiet_lightning()
+    fold_dir = Path(fold_dir)
+    train_idx, val_idx, test_idx = (np.asarray(s) for s in split)
+    t = cfg["train"]
+    pl.seed_everything(seed, workers=True, verbose=False)
+    y = torch.tensor(np.asarray(labels), dtype=torch.long)
+    weight = class_weights(y[train_idx], num_classes=len(CLASS_NAMES)).tolist()
+    module = ClusterClassifier(cfg, weight)
+    eval_batch = max(t["batch_size"], 64)
+    val_loader = make_loader(images, y, eval_batch, shuffle_seed=None, rows=val_idx)
+    precision = resolve_precision(t["precision"], hw.accelerator)
+    best_cb, last_cb = _checkpoint_callbacks(fold_dir / "checkpoints")
+    trainer = _trainer(cfg, hw, precision, fold_dir, [best_cb, last_cb], progress)
+    train_loader = make_loader(
+        images,
+        y,
+        t["batch_size"],
+        shuffle_seed=seed,
+        drop_last=drop_single_last_batch(len(train_idx), t["batch_size"], trainer.world_size),
+        rows=train_idx,
+    )
+    last = fold_dir / "checkpoints" / "last.ckpt"
+    ckpt_path = str(last) if (resume and last.is_file()) else None
+    writes_log = launched_rank() == 0
+    if ckpt_path is not None and writes_log:
+        keep_log_before_resume(fold_dir, last)
+    _run_fit(trainer, module, train_loader, val_loader, ckpt_path)
+    if not trainer.is_global_zero:
+        return None
+    best_path = best_cb.best_model_path or last_cb.last_model_path or str(last)
+    probs = predict_probs(load_module(best_path).net, images[test_idx], batch_size=eval_batch)
+    score = best_cb.best_model_score
+    info = {
+        "best_checkpoint": os.path.relpath(best_path, fold_dir),
+        "best_val_macro_f1": None if score is None else float(score),
+        "best_epoch": checkpoint_epoch(best_path),
+        "epochs": t["epochs"],
+        "class_weight": weight,
+        "precision": precision,
+    }
+    if not keep_checkpoint:
+        Path(best_path).unlink(missing_ok=True)
+    last.unlink(missing_ok=True)
+    if writes_log:
+        merge_kept_log(fold_dir)
+    return probs, info
+
+
+def checkpoint_epoch(path: str | Path) -> int:
+    """The (0-based) epoch whose end a Lightning checkpoint of ours was saved at."""
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+def _read_log(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return pd.DataFrame({"epoch": pd.Series([], dtype=int)})
+
+
+def _join_logs(older: pd.DataFrame, newer: pd.DataFrame) -> pd.DataFrame:
+    """``older``'s rows before ``newer``'s first epoch, then ``newer``."""
+    if not len(newer):
+        return older
+    if not len(older):
+        return newer
+    return pd.concat([older[older["epoch"] < newer["epoch"].min()], newer], ignore_index=True)
+
+
+def keep_log_before_resume(fold_dir: Path, last: Path) -> None:
+    """Save the CSV log of the finished epochs before Lightning's logger deletes it.
+
+    Lightning's CSVLogger removes an existing ``metrics.csv`` when it starts, so
+    on resume the rows of the epochs up to the checkpoint ``last``'s are moved to
+    :data:`KEPT_LOG_FILE` (rows of the interrupted epoch are dropped: it is run
+    again), and :func:`merge_kept_log` puts them back when the fold is done.
+    """
+    log = fold_dir / LOG_FILE
+    kept_path = fold_dir / KEPT_LOG_FILE
+    current = _read_log(log)
+    if not len(current):
+        return
+    done_epoch = checkpoint_epoch(last)
+    kept = _join_logs(_read_log(kept_path), current[current["epoch"] <= done_epoch])
+    atomic_write_text(kept_path, kept.to_csv(index=False))
+    log.unlink()
+
+
+def merge_kept_log(fold_dir: Path) -> None:
+    """Prepend the rows kept by :func:`keep_log_before_resume` to ``metrics.csv``."""
+    kept_path = fold_dir / KEPT_LOG_FILE
+    if not kept_path.is_file():
+        return
+    merged = _join_logs(_read_log(kept_path), _read_log(fold_dir / LOG_FILE))
+    atomic_write_text(fold_dir / LOG_FILE, merged.to_csv(index=False))
+    kept_path.unlink()
+
+
+def predictions_frame(
+    catalog: pd.DataFrame, idx: np.ndarray, probs: np.ndarray, fold: int
+) -> pd.DataFrame:
+    """The rows of predictions.csv for one fold's test images."""
+    rows = catalog.iloc[idx]
+    frame = pd.DataFrame(
+        {
+            "image_id": rows["image_id"].astype(str).to_numpy(),
+            "cluster_id": rows["cluster_id"].astype(str).to_numpy(),
+            "fold": fold,
+            "label": rows["label"].to_numpy(),
+        }
+    )
+    for c, name in enumerate(CLASS_NAMES):
+        frame[f"p_{name}"] = probs[:, c]
+    frame["predicted"] = np.asarray(CLASS_NAMES)[probs.argmax(axis=1)]
+    return frame
