@@ -21,6 +21,8 @@ from torchvision.models import ResNet18_Weights
 from torchvision.ops import roi_align
 
 from coolcore.bench import suite as bench
+from coolcore.bench.cost import bench_prepare, bench_step_times
+from coolcore.bench.cvestimate import estimate_cv_minutes
 from coolcore.bench.networks import network_flops
 from coolcore.bench.slow import bench_cv_memory, bench_simulate
 from coolcore.bench.suite import format_table, run_bench, write_json
@@ -35,6 +37,8 @@ from coolcore.bench.timing import (
 from coolcore.cli.bench import main as bench_main
 from coolcore.nn.masks import crop_and_resize, profile_boxes, threshold_profiles
 from coolcore.nn.model import MultiBranchAttentionNet
+from coolcore.train import hardware
+from coolcore.train.config import load_config
 
 TINY = (Setting("paper", 64, 2, None), Setting("cpu", 64, 2, 32))
 TOP_KEYS = (
@@ -44,7 +48,14 @@ TOP_KEYS = (
     "data_share",
     "simulate_s",
     "cv_peak_mem_gb",
+    "bf16_train_speedup",
+    "bf16_infer_speedup",
+    "cv_minutes_cpu",
+    "cv_minutes_cpu_note",
+    "prepare_s_per_map",
 )
+# the cpu preset at the tiny settings' size (its folds, epochs and sample as shipped)
+TINY_COST = ("preprocess.size=64", "model.aux_size=32", "train.batch_size=2")
 
 
 # --------------------------------------------------------------------------- FLOPs
@@ -109,12 +120,22 @@ def _tiny_run(**kwargs):
         data_setting=TINY[1],
         data_batches=2,
         gemm_n=64,
+        cost_overrides=TINY_COST,
         **kwargs,
     )
 
 
-def test_quick_run_has_the_numbers_and_nulls_the_slow_parts(tmp_path) -> None:
-    result = _tiny_run()
+@pytest.fixture(scope="module")
+def tiny_result() -> dict:
+    """One quick tiny run shared by the tests of this module (about 25 s on 2 cores), on a
+    CPU taken to lack native bf16 whatever this one has."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(hardware, "cpu_has_native_bf16", lambda cpuinfo_text=None: False)
+        return _tiny_run()
+
+
+def test_quick_run_has_the_numbers_and_nulls_the_slow_parts(tiny_result, tmp_path) -> None:
+    result = tiny_result
     for key in TOP_KEYS:
         assert key in result
     for key in ("train_ratio", "infer_ratio", "gemm_share", "data_share"):
@@ -138,17 +159,20 @@ def test_quick_run_has_the_numbers_and_nulls_the_slow_parts(tmp_path) -> None:
     assert "skipped" in table and "train step" in table and "inference" in table
 
 
-def test_cli_quick_writes_json_and_rejects_bad_arguments(tmp_path, monkeypatch, capsys) -> None:
-    real = bench.run_bench
+def test_cli_quick_writes_json_and_rejects_bad_arguments(
+    tiny_result, tmp_path, monkeypatch, capsys
+) -> None:
+    asked = {}
 
-    def tiny(**kwargs):
-        kwargs.update(settings=TINY, data_setting=TINY[1], data_batches=2, gemm_n=64)
-        return real(**kwargs)
+    def tiny(**kwargs):  # the measurement itself is tested above: reuse its result
+        asked.update(kwargs)
+        return {**tiny_result, "quick": kwargs["quick"]}
 
     monkeypatch.setattr(bench, "run_bench", tiny)
     out = tmp_path / "b.json"
     assert bench_main(["--quick", "--repeats", "1", "--json", str(out), "--no-progress"]) == 0
     data = json.loads(out.read_text())
+    assert asked["quick"] is True and asked["repeats"] == 1
     assert data["quick"] is True and data["cv_peak_mem_gb"] is None
     assert "ratio" in capsys.readouterr().out
 
@@ -184,6 +208,81 @@ def test_cv_memory_of_a_tiny_run(tmp_path) -> None:
     # torch alone takes a few hundred MB; a tiny run stays far below 4 GB
     assert 0.1 < info["cv_peak_mem_gb"] < 4.0
     assert info["vmhwm_kb"] is not None
+
+
+# --------------------------------------------------------------------------- cost per result
+def test_bf16_keys_are_null_and_unmeasured_without_native_bf16(tiny_result) -> None:
+    assert tiny_result["bf16_train_speedup"] is None
+    assert tiny_result["bf16_infer_speedup"] is None
+    steps = tiny_result["cost"]["steps"]
+    assert steps["precisions"] == ["32-true"] and steps["auto_precision"] == "32-true"
+    assert "not measured" in format_table(tiny_result)
+    assert json.loads(json.dumps(tiny_result["bf16_train_speedup"])) is None
+
+
+def test_bf16_speedups_are_fp32_over_bf16_when_bf16_is_native(monkeypatch) -> None:
+    # emulated bf16 is slow but runs: a tiny setting keeps it quick
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda cpuinfo_text=None: True)
+    cfg = load_config("cpu", [*TINY_COST])
+    steps = bench_step_times(cfg, repeats=1, warmup=0)
+    assert steps["precisions"] == ["32-true", "bf16-mixed"]
+    assert steps["auto_precision"] == "bf16-mixed"
+    for key in ("bf16_train_speedup", "bf16_infer_speedup"):
+        assert isinstance(steps[key], float) and math.isfinite(steps[key]) and steps[key] > 0
+    assert steps["setting"] == {"size_px": 64, "batch": 2, "aux_size_px": 32}
+    # one round: the speed-up is exactly the round's fp32 time over its bf16 time
+    t = steps["train_step_s"]
+    assert steps["bf16_train_speedup"] == pytest.approx(t["32-true"] / t["bf16-mixed"])
+    assert "native bf16" in steps["bf16_how"]
+
+
+def test_cv_minutes_recomputed_by_hand_from_the_step_times(tiny_result) -> None:
+    r = tiny_result
+    assert isinstance(r["cv_minutes_cpu"], float) and r["cv_minutes_cpu"] > 0
+    assert "ESTIMATE" in r["cv_minutes_cpu_note"] and "ESTIMATED" in format_table(r)
+    steps, est = r["cost"]["steps"], r["cost"]["cv_estimate"]
+    train_s = steps["train_step_s"]["32-true"]
+    infer_s = steps["infer_step_s"]["32-true"]
+    overhead = r["cost"]["fold_overhead"]
+    fold_overhead = (
+        2 * overhead["build_s"]
+        + 8 * (overhead["save_full_s"] + overhead["save_weights_s"])
+        + overhead["load_s"]
+    )
+    # default sample: 954 maps; cpu preset: 5 folds, 8 epochs; batch 2 here
+    # 954 / 5 = 190.8 -> 191 validation and 191 test maps, 572 training maps (286 steps)
+    assert (est["train_maps"], est["val_maps"], est["test_maps"]) == (572, 191, 191)
+    epoch_s = 286 * train_s + 191 * infer_s / 2
+    fold_s = 8 * epoch_s + 191 * infer_s / 2 + fold_overhead
+    assert r["cv_minutes_cpu"] == pytest.approx(5 * fold_s / 60, rel=1e-12)
+    assert r["cost"]["fold_overhead"]["fold_overhead_s"] == pytest.approx(fold_overhead)
+
+
+def test_cv_estimate_drops_a_last_batch_of_one_map() -> None:
+    # 100 maps, 4 folds: 25 validation, 25 test, 50 training maps; batch 7 -> 7 full
+    # batches and one of a single map, which is dropped: 7 steps
+    est = estimate_cv_minutes(
+        n_maps=100,
+        folds=4,
+        epochs=3,
+        batch_size=7,
+        train_step_s=2.0,
+        infer_step_s=0.7,
+        test_infer_step_s=1.4,
+        fold_overhead_s=5.0,
+    )
+    assert est["train_steps_per_epoch"] == 7
+    fold_s = 3 * (7 * 2.0 + 25 * 0.1) + 25 * 0.2 + 5.0
+    assert est["cv_minutes"] == pytest.approx(4 * fold_s / 60)
+
+
+def test_prepare_s_per_map_times_the_prediction_path(tiny_result) -> None:
+    assert isinstance(tiny_result["prepare_s_per_map"], float)
+    assert tiny_result["prepare_s_per_map"] > 0
+    prep = bench_prepare(load_config("cpu"), map_px=300, repeats=1)
+    assert prep["prepare_s_per_map"] > 0 and prep["output_shape"] == [1, 128, 128]
+    assert (prep["map_px"], prep["crop_px"], prep["input_px"]) == (300, 256, 128)
+    assert tiny_result["cost"]["prepare"]["map_px"] == 1000
 
 
 # --------------------------------------------------------------------------- exact speed paths

@@ -13,7 +13,11 @@ measures, in one process and one run:
 - the data-loading share of a training epoch (the in-memory loader of
   :func:`coolcore.train.loaders.make_loader` against the whole epoch);
 - the simulator's time for the default sample;
-- the peak resident memory of a ``cv`` run at 256 px, in a child process.
+- the peak resident memory of a ``cv`` run at 256 px, in a child process;
+- cost per result (:mod:`coolcore.bench.cost`), at the ``cpu`` preset's sizes:
+  bf16 over fp32 speed-ups of the ``all`` network's training step and inference
+  (where bf16 is native), one variant's cross-validation in minutes (an estimate
+  from measured step times) and the seconds to prepare one 1000 x 1000 map.
 
 Method: every comparison is interleaved (A B B A A B ..., so neither side
 always runs first), after warm-up repetitions; the reported ratio is the median
@@ -40,9 +44,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from coolcore.bench.cost import bench_cost, format_cost
 from coolcore.bench.networks import bench_data_share, bench_gemm_share, bench_models
 from coolcore.bench.slow import bench_cv_memory, bench_simulate
 from coolcore.bench.timing import CPU, PAPER, Setting, load_average, machine_info
+from coolcore.runs.atomic import atomic_write_text
 
 __all__ = ["TARGETS", "format_table", "run_bench", "write_json"]
 
@@ -71,6 +77,9 @@ def run_bench(
     cv_overrides: Sequence[str] = ("train.epochs=1", "cv.folds=3", "train.batch_size=16"),
     simulate_clusters: int = 318,
     simulate_workers: int = 2,
+    cost_preset: str = "cpu",
+    cost_overrides: Sequence[str] = (),
+    prepare_map_px: int = 1000,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The whole benchmark; a JSON-ready dict.
@@ -96,6 +105,12 @@ def run_bench(
         ``--set`` overrides of the ``paper`` preset for the cv memory run.
     simulate_clusters, simulate_workers : int
         The simulated sample (default: the default sample, 2 processes).
+    cost_preset, cost_overrides : str, sequence of str
+        The run config whose cost per result is measured (default: the ``cpu``
+        preset as shipped; overrides as ``--set``).  With ``quick`` its steps
+        get half the ``repeats`` (at least one).
+    prepare_map_px : int
+        Side of the map prepared for ``prepare_s_per_map``.
     log : callable, optional
         Progress messages go there (e.g. to stderr).
 
@@ -104,8 +119,11 @@ def run_bench(
     dict
         Top level: ``train_ratio``, ``infer_ratio``, ``gemm_share``,
         ``data_share``, ``simulate_s``, ``cv_peak_mem_gb`` (None when skipped),
-        ``targets`` (bound and whether met), ``machine``, and the details
-        (``models``, ``gemm``, ``data``, ``simulate``, ``cv``).
+        ``bf16_train_speedup``, ``bf16_infer_speedup`` (None where bf16 is
+        not native), ``cv_minutes_cpu`` (an estimate) with
+        ``cv_minutes_cpu_note``, ``prepare_s_per_map``, ``targets`` (bound and
+        whether met), ``machine``, and the details (``models``, ``gemm``,
+        ``data``, ``simulate``, ``cv``, ``cost``).
     """
     say = log or (lambda _msg: None)
     device = torch.device(device)
@@ -122,6 +140,7 @@ def run_bench(
     gemm = bench_gemm_share(settings[0], gemm_n=gemm_n, repeats=2 * repeats, device=device)
     say(f"data loading share of an epoch ({data_setting.describe()})")
     data = bench_data_share(data_setting, n_batches=data_batches, device=device)
+    cost = _run_cost(cost_preset, cost_overrides, quick, repeats, device, prepare_map_px, say)
     simulate = cv = None
     if not quick:
         with tempfile.TemporaryDirectory(prefix="coolcore-bench-sim-") as tmp:
@@ -146,14 +165,25 @@ def run_bench(
             "cv_peak_mem_gb": None if cv is None else cv["cv_peak_mem_gb"],
         }
     )
+    result.update({k: v for k, v in cost.items() if k != "cost"})
     result["targets"] = {
         key: {"bound": f"{op} {bound:g}", "met": _meets(result[key], op, bound)}
         for key, (op, bound) in TARGETS.items()
     }
     result.update({"models": models, "gemm": gemm, "data": data, "simulate": simulate, "cv": cv})
+    result["cost"] = cost["cost"]
     result["machine"]["load_average_end"] = load_average()
     result["seconds"] = time.perf_counter() - started
     return result
+
+
+def _run_cost(preset, overrides, quick, repeats, device, map_px, say) -> dict[str, Any]:
+    """:func:`coolcore.bench.cost.bench_cost` of a preset (half the repeats with ``quick``)."""
+    from coolcore.train.config import load_config
+
+    cfg = load_config(preset, list(overrides))
+    reps = max(1, repeats // 2) if quick else repeats
+    return bench_cost(cfg, repeats=reps, device=device, preset=preset, map_px=map_px, log=say)
 
 
 def _meets(value: float | None, op: str, bound: float) -> bool | None:
@@ -207,6 +237,7 @@ def format_table(result: Mapping[str, Any]) -> str:
             f"cv at 256 px ({', '.join(cv['overrides'])}, fold {cv['trained_fold']}): "
             f"peak memory {cv['cv_peak_mem_gb']:.2f} GB in {cv['seconds']:.0f} s"
         )
+    lines += format_cost(result)
     lines += ["", f"{'target':<16} {'value':>10} {'bound':>10}  status", "-" * 46]
     for key, t in result["targets"].items():
         value = result[key]
@@ -224,8 +255,7 @@ def write_json(result: Mapping[str, Any], path: str | Path) -> Path:
     """Write the result as indented JSON to ``path`` (parents created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
-    return path
+    return atomic_write_text(path, json.dumps(result, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value: object) -> object:

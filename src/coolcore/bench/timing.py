@@ -27,6 +27,7 @@ __all__ = [
     "gemm_flops",
     "load_average",
     "machine_info",
+    "median_wall_s",
     "model_flops",
     "paired_ratio",
     "resnet18_flops",
@@ -118,6 +119,18 @@ def time_interleaved(
             synchronize(device)
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def median_wall_s(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time in seconds of ``repeats`` calls of ``fn`` (no warm-up)."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from coolcore.cli.args import Parser, formatter, positive_int
 from coolcore.errors import CoolcoreError, UsageError
+from coolcore.runs.outputs import path_kind
 
 __all__ = ["add_bench_command", "cmd_bench", "main"]
 
@@ -23,7 +25,12 @@ _DESCRIPTION = (
     "  - ResNet-18 inference GFLOP/s against a large fp32 matrix product's GFLOP/s;\n"
     "  - the data-loading share of a training epoch;\n"
     "  - the simulator's time for the default sample and the peak memory of a cv run\n"
-    "    at 256 px (skipped with --quick).\n"
+    "    at 256 px (skipped with --quick);\n"
+    "  - cost per result at the cpu preset's sizes (128 px, 64 px crop, batch 16):\n"
+    "    bf16 over fp32 speed-ups of a training step and inference (only where bf16 is\n"
+    "    native; null elsewhere), one variant's cross-validation in minutes (an\n"
+    "    estimate from measured step times) and the seconds to prepare a 1000 x 1000\n"
+    "    map for the model (fewer repeats with --quick).\n"
     "Prints a table (with the targets of issue 5) and writes JSON with the machine."
 )
 
@@ -76,6 +83,22 @@ def _device(text: str):
     return device
 
 
+def _check_json_path(path: Path) -> None:
+    """Refuse a --json path that cannot be written, before minutes of measuring."""
+    if path.is_dir():
+        raise UsageError(f"--json {path}: is a folder; name the JSON file to write")
+    kind = path_kind(path)
+    if kind not in ("nothing", "a regular file"):
+        raise UsageError(f"--json {path}: is {kind}; name a regular JSON file to write")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        if parent.is_symlink():
+            raise UsageError(f"--json {path}: {parent} is a broken or looping symbolic link")
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"--json {path}: cannot create the file ({parent} is not a folder)")
+
+
 def cmd_bench(args) -> int:
     """Run the benchmark, print the table, write ``--json``; exit status 0."""
     from pathlib import Path
@@ -85,8 +108,8 @@ def cmd_bench(args) -> int:
     device = _device(args.device)
     if args.cv_data is not None and not Path(args.cv_data).exists():
         raise UsageError(f"--cv-data {args.cv_data}: no such file or folder")
-    if args.json is not None and Path(args.json).is_dir():
-        raise UsageError(f"--json {args.json}: is a folder; name the JSON file to write")
+    if args.json is not None:
+        _check_json_path(Path(args.json))
 
     def say(text: str) -> None:
         print(f"coolcore bench: {text}", file=sys.stderr, flush=True)
