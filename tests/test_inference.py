@@ -152,7 +152,7 @@ def _write_run(data: Path, run: Path) -> None:
 def trained_run(base: Path) -> dict:
     """Build (once per process) the data folder, the cv run and its exported model."""
     if "run" not in _CACHE:
-        from coolcore.apps.inference import export_model
+        from coolcore.apps.export import export_model
 
         data = _write_data(base / "data")
         run = base / "run"
@@ -249,7 +249,8 @@ def test_exported_tensors_equal_the_checkpoint(built):
 
 
 def test_export_one_fold_and_refusals(built, tmp_path):
-    from coolcore.apps.inference import export_model, load_model
+    from coolcore.apps.export import export_model
+    from coolcore.apps.inference import load_model
 
     one = export_model(built["run"], tmp_path / "m1", fold=2)
     assert json.loads((one / "model.json").read_text())["folds"] == [2]
@@ -272,9 +273,10 @@ def test_export_one_fold_and_refusals(built, tmp_path):
 
 def test_dataset_scaling_records_the_training_log_range(built, tmp_path):
     """log_range = min and max of the floored log of every training map's central crop."""
-    from coolcore.apps.inference import export_model, load_model
+    from coolcore.apps.export import export_model
+    from coolcore.apps.inference import load_model
     from coolcore.train.config import load_config
-    from coolcore.train.experiments import load_data
+    from coolcore.train.protocol import load_data
 
     run = tmp_path / "run"
     shutil.copytree(built["run"], run, ignore=shutil.ignore_patterns("fold_0[12]", "checkpoints"))
@@ -408,7 +410,9 @@ def test_bad_model_json(built, tmp_path):
 # --------------------------------------------------------------------------- predictions
 def test_fold_model_reproduces_the_runs_test_predictions(built, tmp_path):
     """Inference path (files -> window -> safetensors) == training path (cache -> checkpoint)."""
-    from coolcore.apps.inference import collect_inputs, export_model, load_model
+    from coolcore.apps.export import export_model
+    from coolcore.apps.inference import load_model
+    from coolcore.data.inputs import collect_inputs
 
     run_preds = pd.read_csv(built["run"] / "predictions.csv", dtype={"image_id": str})
     catalog = built["data"] / "catalog.csv"
@@ -523,7 +527,7 @@ def test_every_format_of_one_map_gives_the_same_prediction(model, tmp_path):
 
 
 def test_window_rules_by_hand():
-    from coolcore.apps.inference import input_window_px
+    from coolcore.data.inputs import input_window_px
 
     kw = {"model_crop_px": 96, "model_pixel_kpc": 10.0}
     assert input_window_px((1024, 1024), 5.0, **kw) == 192  # 960 kpc / 5 kpc
@@ -566,7 +570,7 @@ def test_pixel_scale_from_wcs_and_redshift(tmp_path):
     from astropy import units as u
     from astropy.cosmology import Planck18
 
-    from coolcore.apps.inference import map_pixel_kpc
+    from coolcore.data.inputs import map_pixel_kpc
 
     h = fits.Header()
     h.update(
@@ -737,7 +741,8 @@ def test_cli_predict_failures_exit_1_with_summary(built, tmp_path, capsys):
     assert "exclude each other" in capsys.readouterr().err
     assert run_cli(["predict", built["model"], "--out", tmp_path / "r.csv"]) == 2
     assert "no maps given" in capsys.readouterr().err
-    assert run_cli(["predict", tmp_path, maps, "--out", tmp_path / "s.csv"]) == 2
+    apart = tmp_path.parent / f"{tmp_path.name}-s.csv"  # not inside the (bad) model folder
+    assert run_cli(["predict", tmp_path, maps, "--out", apart]) == 2
     assert "not a model folder" in capsys.readouterr().err
 
 
@@ -751,9 +756,11 @@ def test_predict_help_from_the_installed_command():
 @pytest.mark.slow
 def test_real_cv_run_exports_and_predicts(tmp_path):
     """The whole path with real training: coolcore cv (1 epoch) -> export -> predict."""
-    from coolcore.apps.inference import collect_inputs, export_model, load_model
+    from coolcore.apps.export import export_model
+    from coolcore.apps.inference import load_model
+    from coolcore.data.inputs import collect_inputs
     from coolcore.train.config import load_config
-    from coolcore.train.experiments import run_cv
+    from coolcore.train.protocol import run_cv
 
     data = _write_data(tmp_path / "data")
     run = run_cv(data, load_config("demo", OVERRIDES), tmp_path / "run", progress=False, quiet=True)
@@ -798,7 +805,7 @@ def test_predict_batches_yields_inputs_fold_numbers_and_explanations(model, buil
 
 def _tiny_model(model, seed: int = 3):
     """Two untrained ``all`` networks on 32-pixel inputs: their CAM is 1 x 1."""
-    from coolcore.apps.inference import TrainedModel
+    from coolcore.apps.trained import TrainedModel
     from coolcore.nn.model import MultiBranchAttentionNet
 
     torch.manual_seed(seed)

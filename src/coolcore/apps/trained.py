@@ -303,7 +303,11 @@ class TrainedModel:
         from tqdm import tqdm
 
         with tqdm(
-            total=len(items), desc=desc, unit="map", disable=not progress, file=sys.stderr
+            total=len(items),
+            desc=desc,
+            unit="map",
+            disable=None if progress else True,
+            file=sys.stderr,
         ) as bar:
 
             def say(fn: Callable[[str], None] | None, text: str) -> None:

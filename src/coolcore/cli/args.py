@@ -30,8 +30,8 @@ def formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
-def int_at_least(low: int):
-    """An argparse type: an integer no smaller than ``low``."""
+def int_at_least(low: int, high: int | None = None):
+    """An argparse type: an integer no smaller than ``low`` (and at most ``high``)."""
 
     def parse(text: str) -> int:
         try:
@@ -42,6 +42,8 @@ def int_at_least(low: int):
             if low == 0:
                 raise argparse.ArgumentTypeError(f"{text} must not be negative")
             raise argparse.ArgumentTypeError(f"{text} must be at least {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} must be at most {high}")
         return value
 
     return parse

@@ -22,6 +22,7 @@ from coolcore.cli.args import (
     stderr_printer,
 )
 from coolcore.errors import UsageError
+from coolcore.runs.outputs import check_output_apart, check_replaceable
 
 __all__ = ["add_inference_commands", "cmd_explain", "cmd_export", "cmd_predict", "cmd_report"]
 
@@ -49,7 +50,8 @@ def _print_metrics(metrics: dict, n: int) -> None:
 
 # --------------------------------------------------------------------------- commands
 def cmd_export(args) -> int:
-    from coolcore.apps.inference import export_model, load_model
+    from coolcore.apps.export import export_model
+    from coolcore.apps.inference import load_model
 
     out = export_model(args.run, args.out, fold=args.fold, force=args.force)
     model = load_model(out, device="cpu")  # proves the folder loads and its hashes match
@@ -57,12 +59,21 @@ def cmd_export(args) -> int:
     return 0
 
 
-def _check_output_file(out: Path, *, force: bool) -> None:
-    """Refuse an --out file that exists (without --force) or cannot be created, before any work."""
+def _input_paths(args) -> list:
+    """The command's inputs as paths: the model or run, the maps, the catalogue."""
+    first = getattr(args, "model", None) or getattr(args, "source", None)
+    return [first, *(getattr(args, "inputs", None) or []), getattr(args, "catalog", None)]
+
+
+def _check_output_file(out: Path, args) -> None:
+    """Refuse an --out file that lies among the inputs, exists (without --force), is not a
+    regular file, or cannot be created, before any work."""
+    check_output_apart(out, _input_paths(args))
     if out.is_dir():
         raise UsageError(f"{out}: is a folder; --out names the CSV file to write")
-    if out.exists() and not force:
+    if out.exists() and not args.force:
         raise UsageError(f"{out}: already exists; pass --force to overwrite it")
+    check_replaceable(out, markers=(), what="CSV file")
     parent = out.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -77,15 +88,12 @@ def _map_options(args) -> dict:
 
 
 def cmd_predict(args) -> int:
-    from coolcore.apps.inference import (
-        catalog_metrics,
-        collect_inputs,
-        load_model,
-        write_predictions,
-    )
+    from coolcore.apps.inference import load_model
+    from coolcore.apps.predictions import catalog_metrics, write_predictions
+    from coolcore.data.inputs import collect_inputs
 
     out = Path(args.out)
-    _check_output_file(out, force=args.force)
+    _check_output_file(out, args)
     options = _map_options(args)
     items = collect_inputs(args.inputs, args.catalog)
     model = load_model(args.model, device=args.device)
@@ -117,18 +125,27 @@ def cmd_predict(args) -> int:
 
 def cmd_explain(args) -> int:
     from coolcore.apps.explain import explain_maps, explain_run
-    from coolcore.apps.inference import MODEL_FILE, collect_inputs, load_model
+    from coolcore.apps.export import MODEL_FILE
+    from coolcore.apps.inference import load_model
+    from coolcore.data.inputs import collect_inputs
 
     source = Path(args.source)
     out = Path(args.out)
     is_run = (
         source.is_dir() and (source / "run.json").is_file() and not (source / MODEL_FILE).is_file()
     )
+    grid = is_run and not args.inputs and args.catalog is None
+    if grid:  # a run's own figures may go inside it (as its report does), not over it
+        if source.resolve().is_relative_to(out.resolve()):
+            raise UsageError(f"{out}: would hold or replace the run {source}; choose another --out")
+    else:
+        check_output_apart(out, _input_paths(args))
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: is a file; --out names the folder for the PNGs")
     if out.exists() and any(out.iterdir()) and not args.force:
         raise UsageError(f"{out}: folder exists and is not empty; pass --force to write into it")
-    if is_run and not args.inputs and args.catalog is None:
+    check_replaceable(out, markers=("explanations.csv", "grid.csv"), what="explain folder")
+    if grid:
         path = explain_run(source, out, per_class=args.per_class, progress=not args.no_progress)
         print(f"{path}: correct and wrong test images per class ({out / 'grid.csv'} lists them)")
         return 0

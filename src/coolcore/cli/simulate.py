@@ -5,8 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from coolcore.cli.args import class_mix, formatter, nonneg_int, positive_int
+from coolcore.cli.args import (
+    class_mix,
+    formatter,
+    int_at_least,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
 from coolcore.errors import UsageError
+
+MAX_CLUSTERS = 100_000  # as the config's sample.clusters
 
 
 def cmd_simulate(args) -> int:
@@ -63,13 +72,16 @@ def add_simulate_command(sub) -> None:
         "out_dir", metavar="OUT_DIR", help="folder to write the FITS maps and catalog.csv"
     )
     p.add_argument(
-        "--clusters", type=positive_int, default=318, help="number of clusters (default 318)"
+        "--clusters",
+        type=int_at_least(1, MAX_CLUSTERS),
+        default=318,
+        help=f"number of clusters, at most {MAX_CLUSTERS} (default 318)",
     )
     p.add_argument(
         "--size", type=positive_int, default=256, help="map size in pixels (default 256)"
     )
     p.add_argument(
-        "--fov-kpc", type=float, default=1000.0, help="field of view in kpc (default 1000)"
+        "--fov-kpc", type=positive_float, default=1000.0, help="field of view in kpc (default 1000)"
     )
     p.add_argument(
         "--class-mix",
@@ -90,7 +102,9 @@ def add_simulate_command(sub) -> None:
         action="store_true",
         help="Poisson photon counts for an exposure plus a flat background",
     )
-    p.add_argument("--exposure-ks", type=float, default=None, help="exposure in ks for --observed")
+    p.add_argument(
+        "--exposure-ks", type=positive_float, default=None, help="exposure in ks for --observed"
+    )
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_simulate)

@@ -256,7 +256,7 @@ def _compute(
     with (
         warnings.catch_warnings(),  # on this thread: see coolcore.data.formats.quiet_astropy
         ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
-        tqdm(total=n, desc="preprocessing", unit="img", disable=not progress) as bar,
+        tqdm(total=n, desc="preprocessing", unit="img", disable=None if progress else True) as bar,
     ):
         warnings.simplefilter("ignore", AstropyWarning)
         for start in range(0, n, _CHUNK):

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from coolcore.errors import CoolcoreError, ImageError, UsageError
+from coolcore.errors import ImageError, UsageError
 
 __all__ = [
     "MapInput",
@@ -89,7 +89,7 @@ def _stem(path: Path) -> str:
 
 
 def _folder_maps(folder: Path) -> list[Path]:
-    from coolcore.data.images import IMAGE_SUFFIXES
+    from coolcore.data.formats import IMAGE_SUFFIXES
 
     found = []
     for root, dirs, files in os.walk(folder):
@@ -256,15 +256,17 @@ def map_pixel_kpc(path: str | os.PathLike) -> float | None:
 def header_scale_and_unit(path: str | os.PathLike) -> tuple[float | None, str | None]:
     """Pixel scale in kpc (see :func:`map_pixel_kpc`) and ``BUNIT`` of a map file's header.
 
-    Either is None where the header does not give it (or cannot be read).
+    Either is None where the header does not give it.
+
+    Raises
+    ------
+    coolcore.errors.ImageError
+        The header cannot be read, or its ``PIXKPC`` is not a positive finite number.
     """
     path = Path(path)
     from coolcore.data.images import image_header_info
 
-    try:
-        info = image_header_info(path)
-    except CoolcoreError:
-        return None, None
+    info = image_header_info(path)
     unit = info.get("bunit")
     if info.get("pixel_kpc"):
         return float(info["pixel_kpc"]), unit

@@ -64,8 +64,10 @@ def path_kind(path: str | Path) -> str:
     """What is at ``path``, in words: 'a regular file', 'a folder', 'a FIFO', ..."""
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return "nothing"
+    except OSError:  # e.g. a symbolic-link loop on the way
+        return "a path through a symbolic-link loop"
     for test, name in (
         (stat.S_ISLNK, "a symbolic link"),
         (stat.S_ISREG, "a regular file"),

@@ -408,7 +408,9 @@ def simulate_sample(
     from tqdm.auto import tqdm
 
     rows: list[dict] = []
-    with tqdm(total=n_clusters, desc="simulate", unit="cluster", disable=not progress) as bar:
+    with tqdm(
+        total=n_clusters, desc="simulate", unit="cluster", disable=None if progress else True
+    ) as bar:
         if workers == 1:
             for job in jobs:
                 rows.extend(_simulate_cluster(job))

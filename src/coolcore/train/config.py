@@ -56,6 +56,7 @@ _CHOICES = {
 }
 _RANGES = {
     ("sample", "clusters"): (3, 100000),
+    ("sample", "seed"): (0, 2**32 - 1),
     ("preprocess", "crop"): (16, 65536),
     ("preprocess", "size"): (32, 4096),
     ("train", "epochs"): (1, 10000),
@@ -63,7 +64,10 @@ _RANGES = {
     ("train", "lr"): (1e-12, 10.0),
     ("train", "step_size"): (1, 10000),
     ("train", "gamma"): (1e-6, 1.0),
+    # a fold's seed is (train.seed + repeat) * 1000 + fold, and must stay below 2**32
+    ("train", "seed"): (0, 4_000_000),
     ("cv", "folds"): (3, 100),
+    ("cv", "seed"): (0, 2**32 - 1),
 }
 
 
