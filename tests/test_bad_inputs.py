@@ -1,8 +1,10 @@
 """Bad inputs (issue 6): every one ends with one line naming the input, the right
 exit status, no traceback and nothing half-written.
 
-Each case runs the real command line in a subprocess (``python -m coolcore.cli.main``)
-and checks
+Each case runs the real command line (``coolcore.cli.main.main``) in this
+interpreter, which reports an escaping exception as the process would (a
+traceback, exit status 1); one case runs in a fresh process to check the process
+boundary too. Each case checks
 
 * the exit status: 2 for usage errors (arguments, configs, output paths), 1 for
   data errors (maps, catalogues, model files);
@@ -29,7 +31,7 @@ import pandas as pd
 import pytest
 import torch
 from astropy.io import fits
-from helpers import run_cli, tiny_args
+from helpers import run_cli, run_cli_here, tiny_args
 
 TINY = tiny_args(epochs=1, batch_size=16)
 MAP = "images/c0000_x.fits"  # the map the map cases break (row 1 of the catalogue)
@@ -80,7 +82,7 @@ def sample(tiny_sample) -> Path:
 @pytest.fixture(scope="module")
 def model_run(sample, tmp_path_factory) -> tuple[Path, Path]:
     """An unfinished cv run (fold 0 trained for one epoch) and fold 0's exported model."""
-    from coolcore.apps.inference import export_model
+    from coolcore.apps.export import export_model
     from coolcore.cli.main import main
 
     base = tmp_path_factory.mktemp("model")
@@ -547,7 +549,7 @@ def test_bad_input(name, data, tmp_path, request):
     argv = [_fill(a, data, work, model) for a in case.argv]
     watched = [Path(_fill(w, data, work, model)) for w in case.watch]
     before = {w: tree_digest(w) for w in watched}
-    res = run_cli(*argv, cwd=work)
+    res = run_cli_here(*argv, cwd=work)
     check_one_line_error(res, case.code, [_fill(n, data, work, model) for n in case.needles])
     for w in watched:
         assert tree_digest(w) == before[w], f"{w} changed"
@@ -563,7 +565,7 @@ def test_bad_model(name, model_run, tmp_path):
     work.mkdir()
     argv, watched = _break_model(name, model, run, work)
     before = {w: tree_digest(Path(w)) for w in watched}
-    res = run_cli(*argv, cwd=work)
+    res = run_cli_here(*argv, cwd=work)
     check_one_line_error(res, case.code, case.needles)
     for w in watched:
         assert tree_digest(Path(w)) == before[w], f"{w} changed"
@@ -578,9 +580,17 @@ def test_resume_with_another_config_is_refused(model_run, tmp_path):
     data = model_run[0].parent / "data"
     before = tree_digest(partial)
     argv = ["cv", str(data), *TINY, "--variant", "baseline", "--resume", "--out", str(work / "run")]
-    res = run_cli(*argv, "--epochs", "2", cwd=work)
+    res = run_cli_here(*argv, "--epochs", "2", cwd=work)
     check_one_line_error(res, 2, ["run.partial", "another config", "--force"])
     assert tree_digest(partial) == before and not (work / "run").exists()
+
+
+def test_a_bad_input_in_a_fresh_process(data, tmp_path):
+    """The process boundary: exit status and stderr of ``python -m coolcore.cli.main``."""
+    _nan_map(data, tmp_path)
+    res = run_cli("cv", str(data), *TINY, "--out", str(tmp_path / "run"), cwd=tmp_path)
+    check_one_line_error(res, 1, ["c0000_x.fits", "no finite positive pixel"])
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
 
 
 def test_the_suite_covers_the_issue():

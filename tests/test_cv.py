@@ -120,7 +120,7 @@ def test_ablation_table(sample, tmp_path, capsys):
     assert "baseline" in capsys.readouterr().out
     # the table is recomputed from the files the run folder keeps
     from coolcore.evaluate.tables import ablation_table
-    from coolcore.train.experiments import load_ablation_results
+    from coolcore.train.ablation import load_ablation_results
 
     results = load_ablation_results(run)
     assert list(results)[:2] == ["c_SB (literature)", "c_SB (fit)"]

@@ -112,6 +112,7 @@ def _files(run: Path) -> list[str]:
     return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow  # two DDP processes: about a minute on 2 cores
 def test_ddp_writes_a_valid_run_folder(data, ddp):
     assert not ddp.with_name("ddp.partial").exists()
     names = _files(ddp)
@@ -149,12 +150,13 @@ def test_ddp_writes_a_valid_run_folder(data, ddp):
     assert record["seed"] == 1 and record["n_images"] == len(catalog)
 
 
+@pytest.mark.slow
 def test_ddp_validation_score_counts_every_map_once(data, ddp):
     """The logged best validation macro-F1 is that of the best checkpoint on the whole
     validation part (recomputed in one process with scikit-learn)."""
-    from coolcore.train.experiments import load_data
     from coolcore.train.loaders import as_tensor_images
     from coolcore.train.module import load_module, predict_probs
+    from coolcore.train.protocol import load_data
 
     cfg = json.loads((ddp / "run.json").read_text())["config"]
     before = torch.get_num_threads()

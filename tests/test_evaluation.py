@@ -21,12 +21,12 @@ from sklearn.metrics import (
 
 from coolcore import CLASS_NAMES
 from coolcore.errors import DataError, UsageError
+from coolcore.evaluate.intervals import summarise_repeats
 from coolcore.evaluate.metrics import (
     compute_metrics,
     index_to_labels,
     labels_to_index,
     scores_from_confusion,
-    summarise_repeats,
 )
 from coolcore.evaluate.paired import paired_difference
 from coolcore.evaluate.tables import ablation_summary, ablation_table, sweep_table

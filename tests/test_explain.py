@@ -108,7 +108,7 @@ def test_explain_chooses_the_fold_model(model, built, fold_nets, tmp_path):
 
 def test_baseline_model_has_no_crop_and_whole_box(model, tmp_path):
     from coolcore.apps.explain import explain_maps
-    from coolcore.apps.inference import TrainedModel
+    from coolcore.apps.trained import TrainedModel
     from coolcore.nn.model import MultiBranchAttentionNet
 
     meta = json.loads(json.dumps(model.meta))
@@ -126,7 +126,7 @@ def test_baseline_model_has_no_crop_and_whole_box(model, tmp_path):
 
 
 def test_plot_explanation_draws_given_arrays(tmp_path):
-    from coolcore.apps.explain import plot_explanation
+    from coolcore.apps.explain_figures import plot_explanation
 
     s = 32
     yy, xx = np.mgrid[:s, :s]

@@ -14,7 +14,8 @@ from torchvision.models import resnet18
 
 from coolcore.errors import UsageError
 from coolcore.nn.losses import class_weights, total_loss
-from coolcore.nn.model import VARIANTS, MultiBranchAttentionNet, build_network
+from coolcore.nn.model import MultiBranchAttentionNet, build_network
+from coolcore.nn.options import VARIANTS
 from coolcore.train.weights import read_trunk_state
 
 

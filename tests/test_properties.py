@@ -48,7 +48,7 @@ NUMERIC_DTYPES = [
 ]
 FAST = settings(max_examples=100, deadline=None)
 SLOW = settings(
-    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 

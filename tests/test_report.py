@@ -156,7 +156,8 @@ def test_report_reads_a_committed_run_made_before_results_csv(name):
     predictions again; its macro-F1 column equals scikit-learn's on those predictions."""
     from pathlib import Path
 
-    from coolcore.apps.report import render_markdown, report_blocks
+    from coolcore.apps.render import render_markdown
+    from coolcore.apps.report import report_blocks
 
     run = Path(__file__).resolve().parents[1] / "results" / name
     md = render_markdown(report_blocks(run, explain=False))

@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coolcore.apps.inference import TrainedModel
+    from coolcore.apps.trained import TrainedModel
 
 __version__ = "0.1.0"
 

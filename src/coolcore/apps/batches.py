@@ -18,7 +18,7 @@ from coolcore.data.inputs import MapInput, header_scale_and_unit, input_window_p
 from coolcore.errors import CoolcoreError, ImageError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from coolcore.nn.model import Explanation
+    from coolcore.nn.outputs import Explanation
 
 __all__ = ["PIXEL_SCALE_TOLERANCE", "PredictionBatch", "PreparedMaps", "prepare_maps"]
 

@@ -37,7 +37,11 @@ from coolcore import CLASS_NAMES
 from coolcore.apps.explain_figures import draw_grid, plot_explanation
 from coolcore.errors import DataError, UsageError
 
-__all__ = ["explain_map", "explain_maps", "explain_run", "plot_explanation"]
+__all__ = [
+    "explain_map",
+    "explain_maps",
+    "explain_run",
+]
 
 
 def _safe_name(text: str) -> str:

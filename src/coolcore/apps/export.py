@@ -45,7 +45,7 @@ from coolcore import CLASS_NAMES
 from coolcore.errors import CoolcoreError, DataError, UsageError
 from coolcore.nn.model import network_config
 from coolcore.runs.atomic import file_sha256, json_sha256
-from coolcore.runs.folder import RunFolder, read_json
+from coolcore.runs.folder import RunFolder
 from coolcore.runs.outputs import check_output_apart, check_replaceable
 from coolcore.runs.record import versions
 
@@ -55,11 +55,9 @@ __all__ = [
     "META_CHECKSUM_KEY",
     "MODEL_FILE",
     "export_model",
-    "file_sha256",
     "meta_checksum",
     "model_metadata",
     "one_line",
-    "read_json",
     "state_from_checkpoint",
 ]
 

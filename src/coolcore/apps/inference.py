@@ -32,30 +32,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coolcore import CLASS_NAMES, __version__
-from coolcore.apps.batches import PIXEL_SCALE_TOLERANCE, PredictionBatch
 from coolcore.apps.export import (
     FORMAT_NAME,
     FORMAT_VERSION,
     META_CHECKSUM_KEY,
     MODEL_FILE,
-    export_model,
-    file_sha256,
     meta_checksum,
     model_metadata,
     one_line,
-    read_json,
     state_from_checkpoint,
 )
-from coolcore.apps.predictions import (
-    PREDICTION_COLUMNS,
-    PredictionTable,
-    catalog_metrics,
-    write_predictions,
-)
 from coolcore.apps.trained import TrainedModel, resolve_device
-from coolcore.data.inputs import MapInput, collect_inputs, input_window_px, map_pixel_kpc
 from coolcore.errors import CoolcoreError, DataError, UsageError
-from coolcore.runs.folder import RunFolder
+from coolcore.runs.atomic import file_sha256
+from coolcore.runs.folder import RunFolder, read_json
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -63,23 +53,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from coolcore.nn.model import MultiBranchAttentionNet
 
 __all__ = [
-    "FORMAT_VERSION",
-    "MODEL_FILE",
-    "PIXEL_SCALE_TOLERANCE",
-    "PREDICTION_COLUMNS",
-    "MapInput",
-    "PredictionBatch",
-    "PredictionTable",
-    "TrainedModel",
-    "catalog_metrics",
     "check_model_meta",
-    "collect_inputs",
-    "export_model",
-    "input_window_px",
     "load_model",
-    "map_pixel_kpc",
     "rebuild_network",
-    "write_predictions",
 ]
 
 _META_KEYS = ("class_names", "variant", "network", "preprocess", "folds", "weights")
@@ -221,7 +197,8 @@ def _check_preprocess(meta: dict, path: Path) -> None:
 
 
 def _check_network(meta: dict, path: Path) -> None:
-    from coolcore.nn.model import VARIANTS, network_config
+    from coolcore.nn.model import network_config
+    from coolcore.nn.options import VARIANTS
 
     network, variant = meta["network"], meta["variant"]
     if variant not in VARIANTS:

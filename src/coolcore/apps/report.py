@@ -27,7 +27,11 @@ from coolcore.errors import CoolcoreError, DataError, UsageError
 from coolcore.runs.atomic import atomic_write_text
 from coolcore.runs.folder import RunFolder, read_predictions
 
-__all__ = ["render_html", "render_markdown", "report_blocks", "summary_table", "write_report"]
+__all__ = [
+    "report_blocks",
+    "summary_table",
+    "write_report",
+]
 
 # A report is a list of blocks, rendered to Markdown and to HTML:
 #   ("h", level, text)   ("p", text)   ("table", header, rows)

@@ -1,1 +1,1 @@
-"""cli"""
+"""The ``coolcore`` command line: one module per command group, built by :mod:`coolcore.cli.main`."""

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     global _MAIN_PID
     _MAIN_PID = os.getpid()
-    from coolcore.runs.folder import clear_interrupt
+    from coolcore.runs.interrupts import clear_interrupt
 
     clear_interrupt()
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"coolcore {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        from coolcore.runs.folder import PARTIAL_SUFFIX, interrupt_requested
+        from coolcore.runs.folder import PARTIAL_SUFFIX
+        from coolcore.runs.interrupts import interrupt_requested
 
         signum = interrupt_requested() or signal.SIGINT
         message = f"coolcore {args.command}: interrupted by {signal.Signals(signum).name}"
@@ -102,7 +103,7 @@ def _raise_interrupt(signum, frame):
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)
         return
-    from coolcore.runs.folder import request_interrupt
+    from coolcore.runs.interrupts import request_interrupt
 
     request_interrupt(signum)
     raise KeyboardInterrupt

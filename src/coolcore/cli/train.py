@@ -56,14 +56,14 @@ def _run_options(args) -> dict:
 
 
 def cmd_cv(args) -> int:
-    from coolcore.train.experiments import run_cv
+    from coolcore.train.protocol import run_cv
 
     run_cv(args.data, _load_cfg(args), args.out, fold=args.fold, **_run_options(args))
     return 0
 
 
 def cmd_ablation(args) -> int:
-    from coolcore.train.experiments import run_ablation
+    from coolcore.train.ablation import run_ablation
 
     run_ablation(
         args.data,
@@ -79,8 +79,8 @@ def cmd_ablation(args) -> int:
 
 def cmd_demo(args) -> int:
     from coolcore.sim.simulate import simulate_sample
+    from coolcore.train.ablation import run_ablation
     from coolcore.train.config import load_config
-    from coolcore.train.experiments import run_ablation
 
     cfg = load_config("demo", args.set)
     out = Path(args.out)

@@ -1,4 +1,4 @@
-"""Read X-ray maps and catalogues; validate them once, at the edge.
+"""Read X-ray maps in any supported format; validate them once, at the edge.
 
 Maps
 ----
@@ -36,7 +36,6 @@ import numpy as np
 
 from coolcore.data.checks import first_line, missing_file_problem, pixel_kpc_problem
 from coolcore.data.formats import (
-    IMAGE_SUFFIXES,
     choose_hdu,
     cube_message,
     format_of,
@@ -49,7 +48,10 @@ from coolcore.data.formats import (
 )
 from coolcore.errors import ImageError
 
-__all__ = ["IMAGE_SUFFIXES", "image_header_info", "read_image"]
+__all__ = [
+    "image_header_info",
+    "read_image",
+]
 
 
 def _as_2d(arr: np.ndarray, path: Path, plane: int | None) -> np.ndarray:

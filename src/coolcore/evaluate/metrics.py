@@ -36,7 +36,6 @@ from coolcore.evaluate.intervals import (
     cluster_multiplicities,
     percentile_interval,
     sample_std,
-    summarise_repeats,
 )
 
 __all__ = [
@@ -49,7 +48,6 @@ __all__ = [
     "labels_to_index",
     "parse_predictions",
     "scores_from_confusion",
-    "summarise_repeats",
 ]
 
 N_CLASSES = len(CLASS_NAMES)

@@ -1,4 +1,4 @@
-"""The network, pure torch (no file is read or written here).
+"""Stage 3, the network: pure torch (no file is read or written here).
 
 ``options`` (variants, mask combinations, valid ranges; no torch import),
 ``backbone`` (the ResNet-18 trunk), ``masks`` (CAM, Gaussian, boxes, crops),

@@ -48,18 +48,12 @@ from coolcore.nn.masks import (
     threshold_profiles,
     upsample_cam,
 )
-from coolcore.nn.options import COMBINE_MODES, NETWORK_KEYS, VARIANTS, check_network_options
+from coolcore.nn.options import NETWORK_KEYS, check_network_options
 from coolcore.nn.outputs import Explanation, NetOutput
 
 __all__ = [
-    "COMBINE_MODES",
-    "VARIANTS",
-    "Explanation",
     "MultiBranchAttentionNet",
-    "NetOutput",
-    "ResNetTrunk",
     "build_network",
-    "build_resnet18",
     "network_config",
 ]
 

@@ -1,1 +1,1 @@
-"""runs"""
+"""The run folder's one owner: layout and records, atomic writes, checksums, the lock, resume checks, outputs apart from inputs."""

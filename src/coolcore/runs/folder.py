@@ -34,16 +34,8 @@ from coolcore.runs.atomic import (
     atomic_write_csv,
     atomic_write_json,
     atomic_write_text,
-    files_checksum,
-)
-from coolcore.runs.interrupts import (
-    clear_interrupt,
-    interrupt_requested,
-    raise_if_interrupted,
-    request_interrupt,
 )
 from coolcore.runs.lock import RunLock
-from coolcore.runs.record import versions
 
 __all__ = [
     "PARTIAL_SUFFIX",
@@ -51,16 +43,6 @@ __all__ = [
     "RunFolder",
     "read_json",
     "read_predictions",
-    # re-exported: what the rest of the package imported from here before the split
-    "atomic_write_csv",
-    "atomic_write_json",
-    "atomic_write_text",
-    "clear_interrupt",
-    "files_checksum",
-    "interrupt_requested",
-    "raise_if_interrupted",
-    "request_interrupt",
-    "versions",
 ]
 
 PARTIAL_SUFFIX = ".partial"

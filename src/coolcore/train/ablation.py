@@ -20,9 +20,6 @@ from coolcore.runs.lifecycle import check_resume, finish_run_dir, open_run_dir, 
 from coolcore.runs.outputs import check_output_apart
 from coolcore.runs.record import make_run_record
 from coolcore.train.methods import (
-    ABLATION_METHODS,
-    CONCENTRATION_METHODS,
-    LOSS_WEIGHT_SWEEP,
     ablation_plan,
 )
 from coolcore.train.protocol import (
@@ -37,10 +34,6 @@ from coolcore.train.protocol import (
 )
 
 __all__ = [
-    "ABLATION_METHODS",
-    "CONCENTRATION_METHODS",
-    "LOSS_WEIGHT_SWEEP",
-    "ablation_plan",
     "concentration_predictions",
     "load_ablation_results",
     "run_ablation",
