@@ -84,7 +84,7 @@ def run_cli_here(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                 code = main([str(a) for a in args])
             except SystemExit as exc:  # argparse's usage errors and --help
                 code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-            except BaseException:  # noqa: BLE001 - reported as the process would
+            except Exception:  # noqa: BLE001 - reported as the process would
                 traceback.print_exc()
                 code = 1
     finally:

@@ -346,3 +346,28 @@ def test_observation_without_counts_is_an_error(tmp_path):
     np.testing.assert_allclose(expected, 3.0 * rate * 2e3 + 0.5 * 2.0, rtol=1e-12)
     with pytest.raises(UsageError, match="expects 0 photon counts"):
         sim.observe_counts(np.zeros((4, 4)), 10.0, 5.0, 0.0, np.random.default_rng(0))
+
+
+def test_a_failure_while_drawing_leaves_no_map_behind(tmp_path, monkeypatch):
+    """A cluster that fails after others were drawn: no map, no catalogue, no staging left."""
+    from coolcore.sim import simulate as simulate_module
+
+    real = simulate_module.simulate_cluster
+    calls = []
+
+    def flaky(job):
+        calls.append(job)
+        if len(calls) == 3:
+            raise UsageError("cluster 2: too faint")
+        return real(job)
+
+    monkeypatch.setattr(simulate_module, "simulate_cluster", flaky)
+    fresh, kept = tmp_path / "fresh", tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine\n")
+    for out in (fresh, kept):
+        calls.clear()
+        with pytest.raises(UsageError, match="too faint"):
+            simulate_module.simulate_sample(out, n_clusters=4, size=32, workers=1, progress=False)
+    assert not fresh.exists()
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]

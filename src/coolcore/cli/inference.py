@@ -144,7 +144,9 @@ def cmd_explain(args) -> int:
         raise UsageError(f"{out}: is a file; --out names the folder for the PNGs")
     if out.exists() and any(out.iterdir()) and not args.force:
         raise UsageError(f"{out}: folder exists and is not empty; pass --force to write into it")
-    check_replaceable(out, markers=("explanations.csv", "grid.csv"), what="explain folder")
+    check_replaceable(
+        out, markers=("explanations.csv", "grid.csv"), what="folder of explain figures"
+    )
     if grid:
         path = explain_run(source, out, per_class=args.per_class, progress=not args.no_progress)
         print(f"{path}: correct and wrong test images per class ({out / 'grid.csv'} lists them)")

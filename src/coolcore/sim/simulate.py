@@ -19,6 +19,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import numbers
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,7 +173,7 @@ class _Job:
     background: float
 
 
-def _simulate_cluster(job: _Job) -> list[dict]:
+def simulate_cluster(job: _Job) -> list[dict]:
     """Draw one cluster, write its three FITS files, return its catalogue rows."""
     from astropy.io import fits
 
@@ -378,7 +379,9 @@ def simulate_sample(
     coolcore.errors.UsageError
         An argument out of range, ``out_dir`` an existing file, a size that
         does not fit in memory, or an observation without counts; all but the
-        last (found only while the maps are drawn) before anything is written.
+        last before anything is written. The maps are drawn into a staging
+        folder and moved into place when every cluster succeeded, so a failure
+        found while drawing (or an interrupt) leaves no map behind.
 
     Examples
     --------
@@ -396,14 +399,35 @@ def simulate_sample(
     order_seed, cluster_seeds = root.spawn(2)
     labels = np.random.default_rng(order_seed).permutation(labels)
     seeds = cluster_seeds.spawn(n_clusters)
+    # the maps are drawn into a staging folder and moved into place only when all
+    # succeeded, so a failure (or an interrupt) leaves no half-written sample behind
+    staging = out / f".simulate-{os.getpid()}.partial"
     jobs = [
-        _Job(i, str(labels[i]), seeds[i], str(out), size, float(fov_kpc), bool(observed),
+        _Job(i, str(labels[i]), seeds[i], str(staging), size, float(fov_kpc), bool(observed),
              float(exposure_ks), float(background))
         for i in range(n_clusters)
     ]  # fmt: skip
     if observed:
         _check_observation(jobs[0])
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    created = not out.exists()
+    (staging / "images").mkdir(parents=True, exist_ok=True)
+    try:
+        rows = _draw_all(jobs, workers, progress)
+        (out / "images").mkdir(exist_ok=True)
+        for row in rows:
+            os.replace(staging / row["file"], out / row["file"])
+    except BaseException:
+        shutil.rmtree(out if created else staging, ignore_errors=True)
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    catalog = pd.DataFrame(rows)
+    catalog.to_csv(out / "catalog.csv", index=False, float_format="%.8g")
+    return catalog
+
+
+def _draw_all(jobs: list, workers: int, progress: bool) -> list[dict]:
+    """Every job's catalogue rows, in job order (maps written by the jobs)."""
+    n_clusters = len(jobs)
 
     from tqdm.auto import tqdm
 
@@ -413,14 +437,12 @@ def simulate_sample(
     ) as bar:
         if workers == 1:
             for job in jobs:
-                rows.extend(_simulate_cluster(job))
+                rows.extend(simulate_cluster(job))
                 bar.update()
         else:
             ctx = mp.get_context()
             with ctx.Pool(min(workers, n_clusters)) as pool:
-                for r in pool.imap(_simulate_cluster, jobs, chunksize=1):
+                for r in pool.imap(simulate_cluster, jobs, chunksize=1):
                     rows.extend(r)
                     bar.update()
-    catalog = pd.DataFrame(rows)
-    catalog.to_csv(out / "catalog.csv", index=False, float_format="%.8g")
-    return catalog
+    return rows
