@@ -32,6 +32,15 @@ def box_patch(box: Sequence[float], colour: str = "cyan", lw: float = 1.5) -> Re
     )
 
 
+def _heat_panel(fig, ax, heat: np.ndarray, tau: float, title: str) -> None:
+    """A heat map in [0, 1] with its threshold contour (where it is not flat) and a colour bar."""
+    im = ax.imshow(heat, cmap="inferno", origin="lower", vmin=0, vmax=1)
+    if np.ptp(heat) > 0:
+        ax.contour(heat, levels=[tau], colors="cyan", linewidths=1, origin="lower")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+
+
 def plot_explanation(
     image: np.ndarray,
     heat_cam: np.ndarray,
@@ -72,18 +81,8 @@ def plot_explanation(
     ax = axes[0, 0]
     ax.imshow(image, cmap="gray", origin="lower", vmin=0, vmax=1)
     ax.set_title("(a) preprocessed input")
-    ax = axes[0, 1]
-    im = ax.imshow(heat_cam, cmap="inferno", origin="lower", vmin=0, vmax=1)
-    if np.ptp(heat_cam) > 0:
-        ax.contour(heat_cam, levels=[tau1], colors="cyan", linewidths=1, origin="lower")
-    ax.set_title(f"(b) CAM heat map (contour tau1={tau1:g})")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    ax = axes[0, 2]
-    im = ax.imshow(heat_gauss, cmap="inferno", origin="lower", vmin=0, vmax=1)
-    if np.ptp(heat_gauss) > 0:
-        ax.contour(heat_gauss, levels=[tau2], colors="cyan", linewidths=1, origin="lower")
-    ax.set_title(f"(c) Gaussian heat map (tau2={tau2:g})")
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    _heat_panel(fig, axes[0, 1], heat_cam, tau1, f"(b) CAM heat map (contour tau1={tau1:g})")
+    _heat_panel(fig, axes[0, 2], heat_gauss, tau2, f"(c) Gaussian heat map (tau2={tau2:g})")
     ax = axes[1, 0]
     ax.imshow(image, cmap="gray", origin="lower", vmin=0, vmax=1)
     ax.imshow(
