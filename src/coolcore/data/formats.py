@@ -4,6 +4,15 @@
 (the file name's ending, else its first bytes) and turns what it returns into a
 2-D map.  Every problem raises :class:`coolcore.errors.ImageError` with a one-line
 message that starts with the file's path.
+
+FITS files are opened by :func:`open_fits`, leniently: a missing ``END`` card is
+tolerated, and a file astropy refuses for its ``SIMPLE`` card (a string ``'T'``
+instead of the logical ``T``, or no ``SIMPLE`` card at all, e.g. a file that starts
+with ``XTENSION``) is opened again with ``ignore_missing_simple=True``.
+:func:`choose_hdu` takes the first HDU holding an image of two or more axes (a
+primary array, an image extension or a tile-compressed image, after any tables),
+and recognises an X-ray event list given in place of a map (:func:`event_table`),
+which :mod:`coolcore.data.events` can bin into one.
 """
 
 from __future__ import annotations
@@ -27,8 +36,12 @@ __all__ = [
     "IMAGE_SUFFIXES",
     "choose_hdu",
     "cube_message",
+    "event_list_message",
+    "event_table",
+    "first_image_hdu",
     "format_of",
     "looks_truncated",
+    "open_fits",
     "quiet_astropy",
     "read_fits_array",
     "read_hdf5_array",
@@ -36,8 +49,6 @@ __all__ = [
     "read_pil_array",
     "split_hdf5_spec",
 ]
-
-"""File name of the catalogue inside a data folder."""
 
 _FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fz")
 _NPY_SUFFIXES = (".npy",)
@@ -54,7 +65,7 @@ IMAGE_SUFFIXES: tuple[str, ...] = (
 
 _HDF5_SPEC = re.compile(r"^(?P<file>.*\.(?:h5|hdf5|hdf)):(?P<dataset>[^:\\]+)$", re.IGNORECASE)
 
-_REQUIRED_COLUMNS = ("image_id", "cluster_id", "file")
+_FITS_STARTS = (b"SIMPLE  =", b"XTENSION=")
 
 
 def cube_message(path: str | Path, shape: tuple[int, ...]) -> str:
@@ -93,7 +104,16 @@ def format_of(path: Path) -> str:
             head = fh.read(16)
     except OSError as exc:
         raise ImageError(f"{path}: cannot open ({first_line(exc)})") from None
-    if head.startswith(b"SIMPLE  ="):
+    if head.startswith(b"\x1f\x8b"):  # gzip (e.g. an XMM ``.FTZ``): look inside
+        try:
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(16)
+        except Exception:
+            head = b""
+        if not head.startswith(_FITS_STARTS):
+            known = ", ".join(IMAGE_SUFFIXES)
+            raise ImageError(f"{path}: a gzip file that holds no FITS file (known: {known})")
+    if head.startswith(_FITS_STARTS):
         return "fits"
     if head.startswith(b"\x93NUMPY"):
         return "npy"
@@ -142,17 +162,63 @@ def looks_truncated(exc: BaseException, path: Path) -> bool:
     except Exception:
         return False
     # a FITS file is a whole number of 2880-byte blocks
-    return start == b"SIMPLE  =" and size % 2880 != 0
+    return start in _FITS_STARTS and size % 2880 != 0
+
+
+@contextlib.contextmanager
+def open_fits(path: Path, **kwargs: Any) -> Iterator[Any]:
+    """``astropy.io.fits.open`` leniently; yields the HDU list and closes it.
+
+    The file is opened with ``ignore_missing_end=True`` and ``memmap=False`` (and
+    ``kwargs``).  astropy refuses a file whose first card is not a standard
+    ``SIMPLE = T`` (``OSError: No SIMPLE card found``): a ``SIMPLE`` whose value is
+    the string ``'T'``, a file that starts with ``XTENSION``, or one with no
+    ``SIMPLE`` card.  Such a file is opened again with ``ignore_missing_simple=True``
+    and kept if astropy then finds a standard first HDU (first card ``SIMPLE`` or
+    ``XTENSION``); otherwise ``OSError("no SIMPLE card, ...")`` is raised, or the
+    retry's own error when the file looks truncated.
+    """
+    from astropy.io import fits
+
+    options = {"ignore_missing_end": True, "memmap": False, **kwargs}
+    try:
+        hdul = fits.open(path, **options)
+    except OSError as exc:
+        if "simple" not in str(exc).lower():
+            raise
+        hdul = _open_without_simple(path, options)
+    with hdul:
+        yield hdul
+
+
+def _open_without_simple(path: Path, options: dict[str, Any]) -> Any:
+    """The retry of :func:`open_fits` with ``ignore_missing_simple=True``."""
+    from astropy.io import fits
+
+    refused = OSError("no SIMPLE card, and astropy finds no FITS header without one")
+    try:
+        hdul = fits.open(path, ignore_missing_simple=True, **options)
+    except Exception as exc:
+        if looks_truncated(exc, path):
+            raise
+        raise refused from None
+    try:
+        first = hdul[0].header.cards[0].keyword if len(hdul) else ""
+    except Exception:
+        first = ""
+    if first not in ("SIMPLE", "XTENSION"):
+        hdul.close()
+        raise refused
+    return hdul
 
 
 def read_fits_array(path: Path, hdu: int | str | None) -> np.ndarray:
+    """The data of the HDU :func:`choose_hdu` picks, as stored (BSCALE/BZERO applied)."""
     from astropy.io import fits
 
     with quiet_astropy():
         try:
-            with fits.open(
-                path, ignore_missing_end=True, memmap=False, lazy_load_hdus=False
-            ) as hdul:
+            with open_fits(path, lazy_load_hdus=False) as hdul:
                 try:
                     chosen = choose_hdu(hdul, hdu, path)
                     data = chosen.data
@@ -172,12 +238,88 @@ def read_fits_array(path: Path, hdu: int | str | None) -> np.ndarray:
             raise ImageError(f"{path}: {what} ({first_line(exc)})") from None
 
 
+def _axes(header: Any) -> list[int]:
+    """The lengths NAXIS1..NAXISn of an HDU's header ([] when NAXIS or one of them is bad)."""
+    try:
+        naxis = int(header.get("NAXIS", 0))
+        return [int(header.get(f"NAXIS{k}", 0)) for k in range(1, naxis + 1)]
+    except (TypeError, ValueError):
+        return []
+
+
+def first_image_hdu(hdul: Any) -> Any | None:
+    """The first HDU holding an image of two or more non-empty axes, else of one, else None.
+
+    Image HDUs are the primary array, ``IMAGE`` extensions and tile-compressed
+    images (``CompImageHDU``); tables are skipped wherever they stand.
+    """
+    images = [h for h in hdul if h.is_image and _axes(h.header) and min(_axes(h.header)) > 0]
+    for candidate in images:
+        if len(_axes(candidate.header)) >= 2:
+            return candidate
+    return images[0] if images else None
+
+
+def _column_names(header: Any) -> list[str]:
+    """Upper-case TTYPEn names of a table HDU's columns (from the header only)."""
+    try:
+        n = int(header.get("TFIELDS", 0))
+    except (TypeError, ValueError):
+        return []
+    return [str(header.get(f"TTYPE{k}", "")).strip().upper() for k in range(1, n + 1)]
+
+
+def event_table(hdul: Any) -> tuple[int, Any] | None:
+    """The event list in an HDU list: its index and HDU, or None.
+
+    The table named ``EVENTS``, else the first table with ``X`` and ``Y`` columns.
+    Only headers are read.
+    """
+    tables = [
+        (i, h)
+        for i, h in enumerate(hdul)
+        if not h.is_image and str(h.header.get("XTENSION", "")).strip() in ("BINTABLE", "TABLE")
+    ]
+    for i, h in tables:
+        if h.name.strip().upper() == "EVENTS":
+            return i, h
+    for i, h in tables:
+        if {"X", "Y"} <= set(_column_names(h.header)):
+            return i, h
+    return None
+
+
+def event_list_message(path: str | Path, index: int, table: Any) -> str:
+    """The one-line message for an event list given where a map is expected."""
+    name = table.name.strip()
+    label = f"{name} table" if name else f"table in HDU {index}"
+    try:
+        n_events = int(table.header.get("NAXIS2", 0))
+    except (TypeError, ValueError):
+        n_events = 0
+    return (
+        f"{path}: an event list ({label}, {n_events} events), not an image; bin it first "
+        "(coolcore predict ... --bin 4 bins it on sky X/Y in 4-pixel bins)"
+    )
+
+
 def choose_hdu(hdul: Any, hdu: int | str | None, path: Path) -> Any:
-    """The HDU named or numbered by ``hdu``, else the first that holds an image."""
+    """The HDU named or numbered by ``hdu``, else the first that holds an image.
+
+    Raises
+    ------
+    coolcore.errors.ImageError
+        No such HDU, a table where an image is wanted, or no image at all; when
+        the table or the file is an event list, the message says so
+        (:func:`event_list_message`).
+    """
     if hdu is None:
-        for candidate in hdul:
-            if candidate.is_image and candidate.header.get("NAXIS", 0) >= 1:
-                return candidate
+        chosen = first_image_hdu(hdul)
+        if chosen is not None:
+            return chosen
+        found = event_table(hdul)
+        if found is not None:
+            raise ImageError(event_list_message(path, *found))
         raise ImageError(f"{path}: no HDU holds image data ({len(hdul)} HDUs)")
     try:
         chosen = hdul[hdu]
@@ -185,6 +327,9 @@ def choose_hdu(hdul: Any, hdu: int | str | None, path: Path) -> Any:
         names = ", ".join(f"{i}:{h.name}" for i, h in enumerate(hdul))
         raise ImageError(f"{path}: no HDU {hdu!r} (HDUs: {names})") from None
     if not chosen.is_image:
+        found = event_table(hdul)
+        if found is not None and found[1] is chosen:
+            raise ImageError(event_list_message(path, *found))
         raise ImageError(f"{path}: HDU {hdu!r} is a table, not an image")
     return chosen
 

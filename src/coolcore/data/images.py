@@ -5,10 +5,15 @@ Maps
 :func:`read_image` returns the map *as stored* (2-D ``float64``, NaN kept), from
 
 * FITS (``.fits``, ``.fit``, ``.fts``, ``.fz`` and their ``.gz`` forms): the first
-  HDU that holds image data, or the one named/numbered by ``hdu``.  Files are opened
-  leniently (``ignore_missing_end=True``; a header card astropy cannot parse is
-  repaired with ``verify("silentfix+ignore")``); BSCALE/BZERO are applied and
-  big-endian data are converted.
+  HDU that holds an image of two or more axes (the primary array, an image
+  extension or a tile-compressed ``CompImageHDU``, wherever tables stand before
+  it), or the one named/numbered by ``hdu``.  Files are opened leniently
+  (``ignore_missing_end=True``; a ``SIMPLE`` card that is the string ``'T'``, or no
+  ``SIMPLE`` card, is read with ``ignore_missing_simple=True``; a header card
+  astropy cannot parse is repaired with ``verify("silentfix+ignore")``);
+  BSCALE/BZERO are applied and big-endian data are converted.  An event list
+  (an ``EVENTS`` table, or a table with ``X``/``Y`` columns, and no image) is
+  refused with a message saying to bin it (:func:`coolcore.data.events.bin_events`).
 * NumPy ``.npy`` (never unpickled).
 * HDF5 (``.h5``, ``.hdf5``, ``.hdf``): ``file.h5:group/dataset`` names a dataset
   (so does a string ``hdu``); otherwise a root dataset named ``image``, else the
@@ -39,6 +44,7 @@ from coolcore.data.formats import (
     choose_hdu,
     cube_message,
     format_of,
+    open_fits,
     quiet_astropy,
     read_fits_array,
     read_hdf5_array,
@@ -147,6 +153,8 @@ _HEADER_ALIASES: dict[str, tuple[str, ...]] = {
     "r500_kpc": ("R500", "R500KPC"),
     "T_keV": ("TKEV", "T_KEV", "TX"),
     "n_e0_cm3": ("NE0", "NE0CM3"),
+    "instrument": ("INSTRUME",),
+    "redshift": ("REDSHIFT", "Z", "Z_CL", "ZCLUST"),
 }
 
 
@@ -168,7 +176,7 @@ def image_header_info(path: str | Path, *, hdu: int | str | None = None) -> dict
         a positive finite number when present), ``bunit``
         (str or None; ``BUNIT``), and, when present, ``cluster_id``,
         ``projection``, ``label``, ``t_cool_gyr``, ``m500_msun``, ``r500_kpc``,
-        ``T_keV``, ``n_e0_cm3`` (read from the keywords in ``_HEADER_ALIASES``).
+        ``T_keV``, ``n_e0_cm3``, ``instrument``, ``redshift`` (read from the keywords in ``_HEADER_ALIASES``).
 
     Raises
     ------
@@ -210,11 +218,9 @@ def _header_of(file: Path, fmt: str, dataset: str | None, hdu: int | str | None)
     """Upper-case keyword -> value of a FITS HDU's header or an HDF5 dataset's attributes."""
     header: dict[str, Any] = {}
     if fmt == "fits":
-        from astropy.io import fits
-
         with quiet_astropy():
             try:
-                with fits.open(file, ignore_missing_end=True, memmap=False) as hdul:
+                with open_fits(file) as hdul:
                     hdul.verify("silentfix+ignore")
                     chosen = choose_hdu(hdul, hdu, file)
                     for card in chosen.header.cards:
