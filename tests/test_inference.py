@@ -443,6 +443,14 @@ def test_ensemble_mean_spread_ordinal_and_box(model, fold_nets, built):
         "box_y0",
         "box_x1",
         "box_y1",
+        "center_ra",
+        "center_dec",
+        "pixel_kpc",
+        "field_kpc",
+        "counts",
+        "masked_fraction",
+        "warning",
+        "t_cool_gyr",
         "error",
     ]
     assert (df["error"] == "").all()

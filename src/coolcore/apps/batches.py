@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,7 +20,12 @@ from coolcore.errors import CoolcoreError, ImageError, UsageError
 if TYPE_CHECKING:  # pragma: no cover
     from coolcore.nn.outputs import Explanation
 
-__all__ = ["PIXEL_SCALE_TOLERANCE", "PredictionBatch", "PreparedMaps", "prepare_maps"]
+__all__ = [
+    "PIXEL_SCALE_TOLERANCE",
+    "PredictionBatch",
+    "PreparedMaps",
+    "prepare_maps",
+]
 
 PIXEL_SCALE_TOLERANCE = 0.2
 """Relative pixel-scale difference to the training data above which a map is warned about."""
@@ -39,13 +44,20 @@ class PreparedMaps:
     errors : dict of int to str
         Index -> one-line message of each map that could not be used.
     warnings : list of str
-        One-line warnings (pixel scale, units).
+        One-line warnings (pixel scale, units, observations).
+    diagnostics : dict of int to dict
+        Index -> the map's :data:`coolcore.apps.predictions.DIAGNOSTIC_COLUMNS` (centre, pixel scale, field,
+        counts, masked fraction, warning; NaN where they do not apply).
+    fields : dict of int to PreparedField
+        Index -> the observation's prepared field (observations only), for figures.
     """
 
     ok: list[int]
     images: np.ndarray
     errors: dict[int, str]
     warnings: list[str]
+    diagnostics: dict[int, dict] = field(default_factory=dict)
+    fields: dict[int, Any] = field(default_factory=dict, repr=False)
 
 
 @dataclass
@@ -58,7 +70,7 @@ class PredictionBatch:
         Index of the batch's first map among all the maps.
     items : sequence of MapInput
         The batch's maps; ``ok``, ``errors`` index into it.
-    ok, images, errors, warnings
+    ok, images, errors, warnings, diagnostics
         As :class:`PreparedMaps`.
     fold_probs : numpy.ndarray
         (F, len(ok), 3) float64 class probabilities of each fold model.
@@ -80,6 +92,8 @@ class PredictionBatch:
     fold_probs: np.ndarray
     fold_boxes: np.ndarray
     explanation: Explanation | None = field(default=None, repr=False)
+    diagnostics: dict[int, dict] = field(default_factory=dict)
+    fields: dict[int, Any] = field(default_factory=dict, repr=False)
 
     @property
     def rows(self) -> np.ndarray:
@@ -124,6 +138,63 @@ def _read(item: MapInput, pixel_kpc: float | None) -> tuple[np.ndarray, float | 
     return arr, pixel_kpc or item.pixel_kpc or header_scale, unit
 
 
+def _instrument(item: MapInput) -> str | None:
+    """The ``INSTRUME`` keyword of a FITS map's header, None where there is none."""
+    if item.array is not None or not item.file:
+        return None
+    from coolcore.data.images import image_header_info
+
+    try:
+        return image_header_info(item.file).get("instrument")
+    except CoolcoreError:
+        return None
+
+
+def _plain_diagnostics(scale: float | None, window: int, notes: list[str]) -> dict:
+    nan = float("nan")
+    return {
+        "center_ra": nan,
+        "center_dec": nan,
+        "pixel_kpc": float(scale) if scale else nan,
+        "field_kpc": float(scale * window) if scale else nan,
+        "counts": nan,
+        "masked_fraction": nan,
+        "warning": "; ".join(notes),
+    }
+
+
+def _observation(item, meta, crop_kpc, pixel_kpc, cosmology):
+    """(field image, PreparedField, warnings) of one observation at the model's training field."""
+    from coolcore.data.inputs import observation_field
+
+    p = meta["preprocess"]
+    crop = int(p["crop"])
+    training_pixel_kpc = meta.get("training_data", {}).get("pixel_kpc")
+    field_kpc = crop_kpc or (crop * training_pixel_kpc if training_pixel_kpc else None)
+    if not field_kpc:
+        raise ImageError(
+            f"{item.name}: the model does not record its training field in kpc; give --crop-kpc"
+        )
+    prepared = observation_field(
+        item, field_kpc=field_kpc, grid=crop, pixel_kpc=pixel_kpc, cosmology=cosmology
+    )
+    notes = list(prepared.warnings)
+    training = meta.get("training_data", {})
+    if (
+        training.get("kind", "maps") == "maps"
+        and training_pixel_kpc
+        and prepared.pixel_kpc > (1 + PIXEL_SCALE_TOLERANCE) * training_pixel_kpc
+    ):
+        notes.append(
+            f"{item.name}: observation pixels of {prepared.pixel_kpc:.3g} kpc are "
+            f"{prepared.pixel_kpc / training_pixel_kpc:.1f}x coarser than the {training_pixel_kpc:.3g} "
+            "kpc maps the model was trained on; predictions may be unreliable (use a model "
+            "trained on mock observations of this instrument)"
+        )
+    notes.extend(_warnings(meta, item, None, None))
+    return prepared.image, prepared, notes
+
+
 def _warnings(meta: dict, item: MapInput, scale: float | None, unit: str | None) -> list[str]:
     """One-line warnings: pixel scale off by more than 20 %; other units under data-set scaling."""
     out = []
@@ -133,6 +204,13 @@ def _warnings(meta: dict, item: MapInput, scale: float | None, unit: str | None)
             f"{item.name}: pixel scale {scale:.4g} kpc differs from the training maps' "
             f"{ref:.4g} kpc by {100 * abs(scale - ref) / ref:.0f}% "
             f"(> {100 * PIXEL_SCALE_TOLERANCE:.0f}%); predictions may be unreliable"
+        )
+    train_inst = meta.get("training_data", {}).get("instrument")
+    inst = _instrument(item)
+    if train_inst and inst and inst.strip().lower() != str(train_inst).strip().lower():
+        out.append(
+            f"{item.name}: observed with {inst}, but the model was trained on {train_inst} "
+            "maps; predictions may be unreliable (see the README's domain-shift table)"
         )
     train_unit = meta.get("training_data", {}).get("bunit")
     if (
@@ -155,6 +233,7 @@ def prepare_maps(
     crop_px: int | None = None,
     crop_kpc: float | None = None,
     pixel_kpc: float | None = None,
+    cosmology: str | None = None,
 ) -> PreparedMaps:
     """Read maps and bring them to a model's input; failures are collected, not raised.
 
@@ -166,7 +245,11 @@ def prepare_maps(
         The model description (``model.json``): its ``preprocess`` and
         ``training_data`` say how (see :mod:`coolcore.data.inputs`).
     crop_px, crop_kpc, pixel_kpc
-        The user's window and pixel scale, as ``--crop-px`` ... .
+        The user's window and pixel scale, as ``--crop-px`` ... .  For an
+        observation (:attr:`MapInput.is_observation`) ``crop_kpc`` is the field
+        (default: the training field) and ``crop_px`` does not apply.
+    cosmology : str, optional
+        Name of the astropy cosmology for observations (default Planck18).
 
     Returns
     -------
@@ -187,8 +270,22 @@ def prepare_maps(
     notes: list[str] = []
     arrays: dict[int, np.ndarray] = {}
     windows: dict[int, int] = {}
+    diagnostics: dict[int, dict] = {}
+    fields: dict[int, Any] = {}
     for i, item in enumerate(items):
         try:
+            if item.is_observation:
+                if crop_px is not None:
+                    raise UsageError(
+                        "--crop-px does not apply to observations (the field is cut in kpc): "
+                        "use --crop-kpc"
+                    )
+                arr, fields[i], more = _observation(item, meta, crop_kpc, pixel_kpc, cosmology)
+                windows[i], arrays[i] = crop, arr
+                diagnostics[i] = fields[i].diagnostics()
+                diagnostics[i]["warning"] = "; ".join(more)
+                notes.extend(more)
+                continue
             arr, scale, unit = _read(item, pixel_kpc)
             windows[i] = input_window_px(
                 arr.shape,
@@ -200,7 +297,9 @@ def prepare_maps(
                 name=item.name,
             )
             arrays[i] = arr
-            notes.extend(_warnings(meta, item, scale, unit))
+            more = _warnings(meta, item, scale, unit)
+            diagnostics[i] = _plain_diagnostics(scale, windows[i], more)
+            notes.extend(more)
         except UsageError:
             raise
         except CoolcoreError as exc:
@@ -224,4 +323,6 @@ def prepare_maps(
                     errors[i] = str(exc)
     ok = sorted(done)
     images = np.stack([done[i] for i in ok]) if ok else np.zeros((0, size, size), np.float32)
-    return PreparedMaps(ok=ok, images=images, errors=errors, warnings=notes)
+    return PreparedMaps(
+        ok=ok, images=images, errors=errors, warnings=notes, diagnostics=diagnostics, fields=fields
+    )

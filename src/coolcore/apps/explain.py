@@ -99,6 +99,7 @@ def explain_maps(
     crop_px: int | None = None,
     crop_kpc: float | None = None,
     pixel_kpc: float | None = None,
+    cosmology: str | None = None,
     batch_size: int = 16,
     progress: bool = False,
     on_warning: Callable[[str], None] | None = None,
@@ -117,7 +118,7 @@ def explain_maps(
     fold : int, optional
         Which fold model draws the maps (a fold number of the model; default its
         first).
-    crop_px, crop_kpc, pixel_kpc, batch_size, progress, on_warning, on_error
+    crop_px, crop_kpc, pixel_kpc, cosmology, batch_size, progress, on_warning, on_error
         As for :meth:`TrainedModel.predict`.
 
     Returns
@@ -145,6 +146,7 @@ def explain_maps(
         crop_px=crop_px,
         crop_kpc=crop_kpc,
         pixel_kpc=pixel_kpc,
+        cosmology=cosmology,
         explain_fold=fold,
         progress=progress,
         desc="explaining",
@@ -175,7 +177,7 @@ def explain_maps(
     for j, key in enumerate(BOX_COLUMNS):
         frame[f"fold_{key}"] = fold_boxes[:, j]
     frame["png"] = pngs
-    frame.to_csv(out_dir / "explanations.csv", index=False, float_format="%.6g")
+    frame.to_csv(out_dir / "explanations.csv", index=False, float_format="%.9g")
     return frame
 
 

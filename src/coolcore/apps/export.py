@@ -123,6 +123,8 @@ def _training_data_info(record: dict, cfg: dict) -> dict:
         "pixel_kpc": None,
         "fov_kpc": None,
         "bunit": None,
+        "kind": "maps",
+        "instrument": None,
     }
     data = record.get("data")
     if not data:
@@ -131,6 +133,13 @@ def _training_data_info(record: dict, cfg: dict) -> dict:
         catalog_path = resolve_data(data)
         catalog = read_catalog(catalog_path, require_labels=False, check_files=False)
     except CoolcoreError:
+        return info
+    if "exposure" in catalog or "background" in catalog:  # observations: one field in kpc
+        field = float(cfg["preprocess"].get("field_kpc", 1000.0))
+        info.update(kind="observations", pixel_kpc=field / crop, fov_kpc=field, bunit="count")
+        if "instrument" in catalog:
+            names = {str(v) for v in catalog["instrument"].dropna()}
+            info["instrument"] = names.pop() if len(names) == 1 else None
         return info
     pix = None
     if "pixel_kpc" in catalog:
@@ -203,6 +212,7 @@ def model_metadata(run: Path, record: dict, folds: list[int], weights: dict[str,
             "input_size": int(size),
             "scaling": p["scaling"],
             "center": p.get("center", "image"),
+            "field_kpc": float(p.get("field_kpc", 1000.0)),
             "log_range": _log_range(record, cfg),
         },
         "training_data": _training_data_info(record, cfg),

@@ -6,7 +6,12 @@ models'), ``predicted`` (their arg-max), ``ordinal_score = sum_k k p_k`` (0 CC,
 1 WCC, 2 NCC), ``spread`` (the standard deviation over the fold models,
 ``ddof=0``, of the probability of the predicted class; 0 for one model), the
 crop box ``box_x0, box_y0, box_x1, box_y1`` in pixels of the model input
-(averaged over the fold models) and ``error`` (empty when the map was predicted).
+(averaged over the fold models), the map's diagnostics ``center_ra``,
+``center_dec``, ``pixel_kpc``, ``field_kpc``, ``counts``, ``masked_fraction``
+and ``warning`` (:data:`coolcore.apps.batches.DIAGNOSTIC_COLUMNS`; the first six
+are NaN where they do not apply: a plain map has no centre, counts or mask),
+``t_cool_gyr`` (the catalogue's true central cooling time, NaN where not given)
+and ``error`` (empty when the map was predicted).
 """
 
 from __future__ import annotations
@@ -31,6 +36,17 @@ __all__ = ["PREDICTION_COLUMNS", "PredictionTable", "catalog_metrics", "write_pr
 
 BOX_COLUMNS: tuple[str, ...] = ("box_x0", "box_y0", "box_x1", "box_y1")
 
+DIAGNOSTIC_COLUMNS: tuple[str, ...] = (
+    "center_ra",
+    "center_dec",
+    "pixel_kpc",
+    "field_kpc",
+    "counts",
+    "masked_fraction",
+    "warning",
+)
+"""Per-map diagnostics (see :mod:`coolcore.data.observation`)."""
+
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "file",
     "image_id",
@@ -39,6 +55,8 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "ordinal_score",
     "spread",
     *BOX_COLUMNS,
+    *DIAGNOSTIC_COLUMNS,
+    "t_cool_gyr",
     "error",
 )
 """Columns of ``coolcore predict``'s CSV, in order."""
@@ -66,12 +84,15 @@ class PredictionTable:
         self.probs = np.full((n, len(CLASS_NAMES)), np.nan)
         self.spread = np.full(n, np.nan)
         self.boxes = np.full((n, 4), np.nan)
+        self.diagnostics: list[dict] = [{} for _ in range(n)]
         self.error = [""] * n
 
     def add(self, batch: PredictionBatch) -> None:
         """Record one batch: the ensemble's numbers of its predicted maps, the messages of the others."""
         for i, text in batch.errors.items():
             self.error[batch.start + i] = text
+        for i, values in batch.diagnostics.items():
+            self.diagnostics[batch.start + i] = values
         if not batch.ok:
             return
         rows = batch.rows
@@ -96,6 +117,12 @@ class PredictionTable:
         data["spread"] = self.spread
         for j, key in enumerate(BOX_COLUMNS):
             data[key] = self.boxes[:, j]
+        for key in DIAGNOSTIC_COLUMNS:
+            default = "" if key == "warning" else np.nan
+            data[key] = [d.get(key, default) for d in self.diagnostics]
+        data["t_cool_gyr"] = [
+            np.nan if it.t_cool_gyr is None else it.t_cool_gyr for it in self.items
+        ]
         data["error"] = self.error
         return pd.DataFrame(data, columns=list(PREDICTION_COLUMNS))
 
@@ -145,7 +172,7 @@ def write_predictions(frame: pd.DataFrame, out: str | os.PathLike, *, force: boo
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(tmp, index=False, float_format="%.6g")
+        frame.to_csv(tmp, index=False, float_format="%.9g")
         os.replace(tmp, out)
     except OSError as exc:
         with contextlib.suppress(OSError):

@@ -175,10 +175,16 @@ class TrainedModel:
         crop_px: int | None = None,
         crop_kpc: float | None = None,
         pixel_kpc: float | None = None,
+        cosmology: str | None = None,
     ) -> PreparedMaps:
         """Read and preprocess maps into the model's input (:func:`coolcore.apps.batches.prepare_maps`)."""
         return prepare_maps(
-            items, self.meta, crop_px=crop_px, crop_kpc=crop_kpc, pixel_kpc=pixel_kpc
+            items,
+            self.meta,
+            crop_px=crop_px,
+            crop_kpc=crop_kpc,
+            pixel_kpc=pixel_kpc,
+            cosmology=cosmology,
         )
 
     # ---------------------------------------------------------------- inference
@@ -228,6 +234,7 @@ class TrainedModel:
         crop_px: int | None = None,
         crop_kpc: float | None = None,
         pixel_kpc: float | None = None,
+        cosmology: str | None = None,
         explain_fold: int | None = None,
         progress: bool = False,
         desc: str = "predicting",
@@ -247,6 +254,9 @@ class TrainedModel:
             Maps per forward pass (at least 1); the results do not depend on it.
         crop_px, crop_kpc, pixel_kpc
             How a map is brought to the model input (:mod:`coolcore.data.inputs`).
+        cosmology : str, optional
+            The astropy cosmology turning an observation's WCS and redshift into
+            kpc (default Planck18; :mod:`coolcore.data.observation`).
         explain_fold : int, optional
             A fold number of :attr:`folds`: each batch also carries that fold
             model's :class:`~coolcore.nn.model.Explanation` of its maps.
@@ -276,7 +286,12 @@ class TrainedModel:
         if pixel_kpc is not None and not pixel_kpc > 0:
             raise UsageError(f"--pixel-kpc {pixel_kpc}: must be a positive number of kpc")
         explainer = None if explain_fold is None else self.fold_network(explain_fold)
-        window = {"crop_px": crop_px, "crop_kpc": crop_kpc, "pixel_kpc": pixel_kpc}
+        window = {
+            "crop_px": crop_px,
+            "crop_kpc": crop_kpc,
+            "pixel_kpc": pixel_kpc,
+            "cosmology": cosmology,
+        }
         return self._batches(
             as_inputs(items, pixel_kpc),
             batch_size,
@@ -346,6 +361,8 @@ class TrainedModel:
                     fold_probs=probs,
                     fold_boxes=boxes,
                     explanation=explanation,
+                    diagnostics=prep.diagnostics,
+                    fields=prep.fields,
                 )
                 bar.update(len(chunk))
 
@@ -357,6 +374,7 @@ class TrainedModel:
         crop_px: int | None = None,
         crop_kpc: float | None = None,
         pixel_kpc: float | None = None,
+        cosmology: str | None = None,
         batch_size: int = 32,
         progress: bool = False,
         output: str = "frame",
@@ -376,6 +394,8 @@ class TrainedModel:
         crop_px, crop_kpc, pixel_kpc
             How a map is brought to the model input (see :mod:`coolcore.data.inputs`).
             ``pixel_kpc`` overrides every map's own pixel scale.
+        cosmology : str, optional
+            Astropy cosmology of observations (default Planck18).
         batch_size : int
             Maps per forward pass (the results do not depend on it).
         progress : bool
@@ -412,6 +432,7 @@ class TrainedModel:
             crop_px=crop_px,
             crop_kpc=crop_kpc,
             pixel_kpc=pixel_kpc,
+            cosmology=cosmology,
             progress=progress,
             on_warning=on_warning,
             on_error=on_error,

@@ -19,8 +19,9 @@ and batch:
 - :func:`coolcore.bench.cvestimate.estimate_cv_minutes`: one variant's whole
   cross-validation from those measurements and the fold arithmetic (an
   ESTIMATE, not a timed run).
-- :func:`bench_prepare`: reading a 1000 x 1000 FITS map and bringing it to the
-  model input through :func:`coolcore.apps.batches.prepare_maps` (the path of
+- :func:`bench_prepare`: reading a 1000 x 1000 observation (counts, exposure and
+  background FITS files) and bringing it to the model input through
+  :func:`coolcore.apps.batches.prepare_maps` (the path of
   ``coolcore predict``).
 
 :func:`bench_cost` runs them all; :func:`format_cost` gives the table's lines.
@@ -198,25 +199,50 @@ def _observation(size_px: int, seed: int = 0) -> np.ndarray:
     return rng.poisson(model).astype(np.float32)
 
 
+def _observation_files(folder: Path, map_px: int) -> tuple[Path, Path, Path]:
+    """A ``map_px``-square counts image with a WCS (4" pixels, z = 0.1), its exposure map
+    (vignetting, a chip gap, zero off a circular detector) and a flat background map."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [150.0, 2.0]
+    wcs.wcs.crpix = [(map_px + 1) / 2, (map_px + 1) / 2]
+    wcs.wcs.cdelt = [-4.0 / 3600, 4.0 / 3600]
+    header = wcs.to_header()
+    header["REDSHIFT"] = 0.1
+    yy, xx = np.mgrid[:map_px, :map_px] - (map_px - 1) / 2
+    r = np.hypot(xx, yy) / (map_px / 2)
+    exposure = 5e4 * np.clip(1 - 0.5 * r**2, 0, None) * (r < 0.95)
+    exposure[:, map_px // 2 + 20 : map_px // 2 + 26] = 0.0  # a chip gap
+    background = 0.02 * exposure / 5e4
+    counts = _observation(map_px) * (exposure > 0)
+    paths = folder / "counts.fits", folder / "exposure.fits", folder / "background.fits"
+    for path, data in zip(paths, (counts, exposure, background), strict=True):
+        fits.PrimaryHDU(data.astype(np.float32), header=header).writeto(path)
+    return paths
+
+
 def bench_prepare(
     cfg: Mapping[str, Any], *, map_px: int = 1000, repeats: int = 10
 ) -> dict[str, Any]:
-    """Seconds to bring one ``map_px``-square FITS map to the model input (``coolcore predict``'s path).
+    """Seconds to bring one ``map_px``-square observation to the model input.
 
-    A map is written to a temporary FITS file; each repetition reads it and
-    preprocesses it with :func:`coolcore.apps.batches.prepare_maps` for a model
-    of the config's ``preprocess`` section (no pixel scale, so the window is
-    the training window in pixels).  Today's path: read, central crop, log,
-    per-image (or data-set) normalisation, resize; no exposure or background
-    correction.
+    ``coolcore predict``'s path for an observation: the counts image (WCS,
+    redshift), its exposure map and background map are read from FITS files and
+    brought to the model input by :func:`coolcore.apps.batches.prepare_maps`:
+    pixel scale, centre found on the smoothed exposure-corrected map, background
+    subtraction, exposure correction, masked pixels filled, the 1000 kpc field
+    rebinned conserving flux (:mod:`coolcore.data.observation`), then log,
+    normalisation and resize, for a model of the config's ``preprocess`` section.
     """
-    from astropy.io import fits
-
     from coolcore.apps.batches import prepare_maps
     from coolcore.data.inputs import MapInput
 
     p = cfg["preprocess"]
     size = p["size"] if p.get("size") is not None else p["crop"]
+    field_kpc = float(p.get("field_kpc", 1000.0))
     meta = {
         "preprocess": {
             "crop": int(p["crop"]),
@@ -226,12 +252,16 @@ def bench_prepare(
             "center": p.get("center", "image"),
             "log_range": None,
         },
-        "training_data": {},
+        "training_data": {"pixel_kpc": field_kpc / int(p["crop"]), "kind": "observations"},
     }
     with tempfile.TemporaryDirectory(prefix="coolcore-bench-prepare-") as tmp:
-        path = Path(tmp) / "observation.fits"
-        fits.PrimaryHDU(_observation(map_px)).writeto(path)
-        item = MapInput(file=str(path), image_id="observation")
+        counts, exposure, background = _observation_files(Path(tmp), map_px)
+        item = MapInput(
+            file=str(counts),
+            image_id="observation",
+            exposure=str(exposure),
+            background=str(background),
+        )
         shape: list[tuple[int, ...]] = []
 
         def prepare() -> None:
@@ -247,10 +277,12 @@ def bench_prepare(
         "map_px": map_px,
         "input_px": int(size),
         "crop_px": int(p["crop"]),
+        "field_kpc": field_kpc,
         "output_shape": list(shape[0]),
         "repeats": repeats,
-        "path": "FITS read + coolcore.apps.batches.prepare_maps "
-        "(crop, log, normalise, resize; no exposure/background correction yet)",
+        "path": "FITS read of counts, exposure and background + coolcore.apps.batches."
+        "prepare_maps (observation path: centre, background, exposure, fill, rebin; "
+        "then log, normalise, resize)",
     }
 
 

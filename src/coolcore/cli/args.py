@@ -15,6 +15,7 @@ __all__ = [
     "nonneg_int",
     "positive_float",
     "positive_int",
+    "redshift",
     "stderr_printer",
 ]
 
@@ -60,6 +61,17 @@ def positive_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
     if not value > 0 or math.isinf(value):
         raise argparse.ArgumentTypeError(f"{text} must be a positive number")
+    return value
+
+
+def redshift(text: str) -> float:
+    """An argparse type: a redshift, a number between 0 and 10 (exclusive)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and 0 < value < 10):
+        raise argparse.ArgumentTypeError(f"{text} is not a redshift between 0 and 10")
     return value
 
 

@@ -19,6 +19,7 @@ from coolcore.cli.args import (
     nonneg_int,
     positive_float,
     positive_int,
+    redshift,
     stderr_printer,
 )
 from coolcore.errors import UsageError
@@ -84,7 +85,42 @@ def _check_output_file(out: Path, args) -> None:
 def _map_options(args) -> dict:
     if args.crop_px is not None and args.crop_kpc is not None:
         raise UsageError("--crop-px and --crop-kpc exclude each other: pick one")
-    return {"crop_px": args.crop_px, "crop_kpc": args.crop_kpc, "pixel_kpc": args.pixel_kpc}
+    if args.cosmology is not None:
+        from astropy.cosmology import realizations
+
+        if args.cosmology not in realizations.available:
+            raise UsageError(
+                f"--cosmology {args.cosmology}: unknown; one of "
+                + ", ".join(sorted(realizations.available))
+            )
+    return {
+        "crop_px": args.crop_px,
+        "crop_kpc": args.crop_kpc,
+        "pixel_kpc": args.pixel_kpc,
+        "cosmology": args.cosmology,
+    }
+
+
+def _observation_options(args) -> dict:
+    """The one-observation options (--exposure, --background, --redshift, --center), checked."""
+    center = None
+    if args.center is not None:
+        ra, dec = args.center
+        if not (0 <= ra < 360 and -90 <= dec <= 90):
+            raise UsageError(
+                f"--center {ra:g} {dec:g}: RA must lie in [0, 360) and Dec in [-90, 90] degrees"
+            )
+        center = (ra, dec)
+    for flag, value in (("--exposure", args.exposure), ("--background", args.background)):
+        if value is not None and not Path(value).is_file():
+            raise UsageError(f"{flag} {value}: no such file")
+    return {
+        "exposure": args.exposure,
+        "background": args.background,
+        "redshift": args.redshift,
+        "center": center,
+        "bin_size": args.bin,
+    }
 
 
 def cmd_predict(args) -> int:
@@ -95,7 +131,7 @@ def cmd_predict(args) -> int:
     out = Path(args.out)
     _check_output_file(out, args)
     options = _map_options(args)
-    items = collect_inputs(args.inputs, args.catalog)
+    items = collect_inputs(args.inputs, args.catalog, **_observation_options(args))
     model = load_model(args.model, device=args.device)
     frame = model.predict(
         items,
@@ -152,7 +188,7 @@ def cmd_explain(args) -> int:
         print(f"{path}: correct and wrong test images per class ({out / 'grid.csv'} lists them)")
         return 0
     options = _map_options(args)
-    items = collect_inputs(args.inputs, args.catalog)
+    items = collect_inputs(args.inputs, args.catalog, **_observation_options(args))
     model = load_model(source, device=args.device)
     frame = explain_maps(
         model,
@@ -206,11 +242,48 @@ def _add_map_options(p: argparse.ArgumentParser) -> None:
         help="pixel scale of every map in kpc (default: catalogue pixel_kpc, header "
         "PIXKPC, or WCS + REDSHIFT)",
     )
+    o = p.add_argument_group(
+        "observations (counts + exposure [+ background]; docs/observations.md)",
+        "A map given with --exposure, --background, --center or --bin is an observation: its pixel\n"
+        "scale comes from the WCS and the redshift, the centre is found on the exposure-\n"
+        "corrected map (or given), the background is subtracted, masked pixels are filled,\n"
+        "and the training field (kpc) is cut and rebinned conserving flux. --crop-kpc sets\n"
+        "another field. For many observations, use the catalogue columns instead.",
+    )
+    o.add_argument("--exposure", metavar="FITS", help="exposure map (s) of the one map given")
+    o.add_argument(
+        "--background", metavar="FITS", help="background map (expected counts) of the map"
+    )
+    o.add_argument(
+        "--redshift",
+        type=redshift,
+        metavar="Z",
+        help="the cluster's redshift (else header REDSHIFT)",
+    )
+    o.add_argument(
+        "--center",
+        type=float,
+        nargs=2,
+        metavar=("RA", "DEC"),
+        help="cluster centre in degrees (default: found on the map)",
+    )
+    o.add_argument(
+        "--bin",
+        type=positive_float,
+        metavar="N",
+        help="bin event lists on sky X/Y in N-pixel bins (0.5-2 keV); every map then "
+        "takes the observation path",
+    )
+    o.add_argument(
+        "--cosmology",
+        metavar="NAME",
+        help="astropy cosmology for kpc per arcsec (default Planck18; e.g. WMAP9)",
+    )
     p.add_argument(
         "--catalog",
         metavar="CSV",
-        help="catalogue CSV (image_id, cluster_id, file [, label, pixel_kpc]); with "
-        "labels the metrics are printed",
+        help="catalogue CSV (image_id, cluster_id, file [, label, t_cool_gyr, pixel_kpc, "
+        "exposure, background, redshift, ra, dec]); with labels the metrics are printed",
     )
     p.add_argument(
         "--batch-size",
@@ -254,9 +327,14 @@ def add_inference_commands(sub) -> None:
         description="Classify maps (files, folders, or --catalog CSV) with MODEL_DIR's ensemble.\n"
         "Writes one row per map: file, image_id, p_CC, p_WCC, p_NCC, predicted,\n"
         "ordinal_score (sum_k k p_k), spread (std over folds of p of the predicted class),\n"
-        "box_x0..box_y1 (crop box in model-input pixels), error. A map that cannot be\n"
-        "read gets an error row; the exit status is 1 when any failed.",
-        epilog="Example: coolcore predict model/ maps/ --out preds.csv --crop-kpc 1000",
+        "box_x0..box_y1 (crop box in model-input pixels), the map's diagnostics\n"
+        "(center_ra, center_dec, pixel_kpc, field_kpc, counts, masked_fraction, warning),\n"
+        "t_cool_gyr (catalogue), error. A map that cannot be read gets an error row; the\n"
+        "exit status is 1 when any failed.",
+        epilog="Examples:\n"
+        "  coolcore predict model/ maps/ --out preds.csv --crop-kpc 1000\n"
+        "  coolcore predict model/ examples/a1835/a1835_xmm_img.fits.gz \\\n"
+        "      --exposure examples/a1835/a1835_xmm_exp.fits.gz --redshift 0.2532 --out a1835.csv",
     )
     p.add_argument(
         "model", metavar="MODEL_DIR", help="a folder from `coolcore export` (or a cv run)"

@@ -33,6 +33,7 @@ import pandas as pd
 
 from coolcore.data import images as cimages
 from coolcore.data.catalog import read_catalog, resolve_data
+from coolcore.data.inputs import catalog_inputs, observation_field
 from coolcore.data.transforms import (
     PreprocessConfig,
     crop_image,
@@ -50,7 +51,7 @@ __all__ = [
     "load_dataset",
 ]
 
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 """Bumped whenever the preprocessing or the cache layout changes; part of the cache key."""
 
 CACHE_ENV = "COOLCORE_CACHE_DIR"
@@ -164,9 +165,14 @@ def dataset_cache_key(
     """SHA-256 of the cache-format version, the parameters and every file.
 
     Each file enters, in catalogue order, as its path relative to the catalogue's
-    folder, its size in bytes and the SHA-256 of its content.
+    folder, its size in bytes and the SHA-256 of its content; the exposure and
+    background maps of observations follow the maps, and their redshifts and
+    centres enter as given.
     """
     paths = catalog["path"].tolist()
+    for column in ("exposure_path", "background_path"):
+        if column in catalog:
+            paths += [p for p in catalog[column] if p]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         digests = list(pool.map(_file_digest, paths))
     files = [
@@ -180,6 +186,11 @@ def dataset_cache_key(
             "hdu": hdu,
             "plane": plane,
             "files": files,
+            "observation": {
+                c: [None if pd.isna(v) else float(v) for v in catalog[c]]
+                for c in ("redshift", "ra", "dec")
+                if c in catalog
+            },
         },
         sort_keys=True,
     )
@@ -246,10 +257,13 @@ def _compute(
     images = np.empty((n, s, s), dtype=np.float32)
     lmin = np.empty(n)
     lmax = np.empty(n)
+    items = catalog_inputs(catalog)
 
-    def read_crop(p: str) -> np.ndarray:
-        image = cimages.read_image(p, hdu=hdu, plane=plane)
-        return np.array(crop_image(image, cfg.crop, cfg.center, p))
+    def read_crop(i: int) -> np.ndarray:
+        if items[i].is_observation:  # the path of coolcore.data.observation
+            return observation_field(items[i], field_kpc=cfg.field_kpc, grid=cfg.crop).image
+        image = cimages.read_image(paths[i], hdu=hdu, plane=plane)
+        return np.array(crop_image(image, cfg.crop, cfg.center, paths[i]))
 
     from astropy.utils.exceptions import AstropyWarning
 
@@ -261,7 +275,7 @@ def _compute(
         warnings.simplefilter("ignore", AstropyWarning)
         for start in range(0, n, _CHUNK):
             chunk = paths[start : start + _CHUNK]
-            crops = np.stack(list(pool.map(read_crop, chunk)))
+            crops = np.stack(list(pool.map(read_crop, range(start, start + len(chunk)))))
             out, a, b = normalise_crops(crops, cfg, chunk, None)
             stop = start + len(chunk)
             images[start:stop], lmin[start:stop], lmax[start:stop] = out, a, b

@@ -13,6 +13,11 @@ row and the problem:
 * every listed file a regular file (a folder, a missing file and a symbolic-link
   loop are told apart).
 
+Observations (:mod:`coolcore.data.observation`) add optional columns: ``exposure``
+and ``background`` (map files, relative to the catalogue like ``file``; resolved
+into ``exposure_path`` / ``background_path``, None where empty), ``redshift``
+(0 < z < 10) and ``ra``, ``dec`` (degrees; both or neither in a row).
+
 :func:`resolve_data` turns the ``DATA`` argument of the command line into the
 catalogue's path.
 """
@@ -43,7 +48,9 @@ CATALOG_NAME = "catalog.csv"
 
 _REQUIRED_COLUMNS = ("image_id", "cluster_id", "file")
 _TEXT_COLUMNS = (*_REQUIRED_COLUMNS, "label")
-_CHECKED_AS_WRITTEN = ("pixel_kpc",)  # read as text, so that a message quotes the value as written
+_CHECKED_AS_WRITTEN = ("pixel_kpc",)
+OBSERVATION_FILE_COLUMNS = ("exposure", "background")
+"""Catalogue columns naming an observation's exposure and background maps."""  # read as text, so that a message quotes the value as written
 _NA_MARKERS = ("", "NA", "N/A", "n/a", "NaN", "nan", "-nan", "null", "NULL", "None", "#N/A")
 
 
@@ -113,9 +120,53 @@ def read_catalog(
     df["label"] = np.where(y >= 0, names[np.clip(y, 0, 2)], None)
     df["y"] = y
     df["path"] = _resolved_paths(df["file"], path.resolve().parent)
+    _observation_columns(df, path)
     if check_files:
         _check_files(df, path)
+        for column in OBSERVATION_FILE_COLUMNS:
+            if column in df.columns:
+                _check_files(df, path, column)
     return df
+
+
+def _observation_columns(df: pd.DataFrame, path: Path) -> None:
+    """Resolve ``exposure``/``background`` paths; check ``redshift``, ``ra``, ``dec``."""
+    folder = path.resolve().parent
+    for column in OBSERVATION_FILE_COLUMNS:
+        if column not in df.columns:
+            continue
+        given = df[column].notna() & (df[column].astype(str).str.strip() != "")
+        files = df[column].where(given, "").astype(str).str.strip()
+        resolved = _resolved_paths(files, folder)
+        df[f"{column}_path"] = [r if g else None for r, g in zip(resolved, given, strict=True)]
+    checks = {
+        "redshift": (lambda v: (v > 0) & (v < 10), "must be a redshift between 0 and 10"),
+        "ra": (lambda v: (v >= 0) & (v < 360), "must be a right ascension in [0, 360) degrees"),
+        "dec": (lambda v: (v >= -90) & (v <= 90), "must be a declination in [-90, 90] degrees"),
+    }
+    for column, (ok, what) in checks.items():
+        if column not in df.columns:
+            continue
+        raw = df[column]
+        value = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(raw.notna().to_numpy() & ~(np.isfinite(value) & ok(value)))
+        if bad.size:
+            row = bad[0]
+            raise CatalogError(
+                f"{path}: {column} '{str(raw.iloc[row]).strip()}' in row {row + 1} "
+                f"(image_id {df['image_id'].iloc[row]}): {what}"
+            )
+        df[column] = value
+    if ("ra" in df.columns) != ("dec" in df.columns):
+        raise CatalogError(f"{path}: a centre needs both columns 'ra' and 'dec'")
+    if "ra" in df.columns:
+        half = np.flatnonzero(np.isfinite(df["ra"]) != np.isfinite(df["dec"]))
+        if half.size:
+            row = half[0]
+            raise CatalogError(
+                f"{path}: row {row + 1} (image_id {df['image_id'].iloc[row]}) gives only one "
+                "of ra and dec"
+            )
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -243,22 +294,24 @@ def _resolved_paths(files: pd.Series, folder: Path) -> list[str]:
     return out
 
 
-def _check_files(df: pd.DataFrame, path: Path) -> None:
+def _check_files(df: pd.DataFrame, path: Path, column: str = "file") -> None:
     """Every listed file must be a regular file; say which is not, and why."""
-    problems = [missing_file_problem(p) for p in df["path"]]
+    resolved = df["path"] if column == "file" else df[f"{column}_path"]
+    kind = "" if column == "file" else f"{column} "
+    problems = [None if p is None else missing_file_problem(p) for p in resolved]
     missing = np.array([p == "no such file" for p in problems])
     other = [i for i, p in enumerate(problems) if p is not None and p != "no such file"]
     if other and (not missing.any() or other[0] < np.flatnonzero(missing)[0]):
         row = other[0]
         raise CatalogError(
-            f"{path}: the file of row {row + 1}, {df['file'].iloc[row]} "
-            f"({df['path'].iloc[row]}): {problems[row]}"
+            f"{path}: the {column} of row {row + 1}, {df[column].iloc[row]} "
+            f"({resolved.iloc[row]}): {problems[row]}"
         )
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
         raise CatalogError(
-            f"{path}: {int(missing.sum())} listed file(s) do not exist, first in row "
-            f"{row + 1}: {df['file'].iloc[row]} ({df['path'].iloc[row]})"
+            f"{path}: {int(missing.sum())} listed {kind}file(s) do not exist, first in row "
+            f"{row + 1}: {df[column].iloc[row]} ({resolved.iloc[row]})"
         )
 
 

@@ -20,6 +20,16 @@ with astropy's Planck18 cosmology.  A map whose ``p`` differs from ``p_train``
 by more than 20 % gets a one-line warning: the resize matches the field of view,
 not the resolution the network learned from.  A window larger than the map is
 an error for that map.
+
+Observations
+------------
+A map that comes with an exposure map, a background map or a centre
+(``--exposure``/``--background``/``--center``, or the catalogue columns
+``exposure``, ``background``, ``ra``/``dec``) is an *observation*: it goes
+through :func:`coolcore.data.observation.prepare_observation` instead (pixel
+scale from WCS + redshift, centre, background, exposure correction, masked
+pixels filled, the training field cut and rebinned conserving flux), the path
+that simulated mock observations take too (:func:`observation_field`).
 """
 
 from __future__ import annotations
@@ -39,6 +49,8 @@ from coolcore.errors import ImageError, UsageError
 __all__ = [
     "MapInput",
     "as_inputs",
+    "catalog_inputs",
+    "observation_field",
     "collect_inputs",
     "header_scale_and_unit",
     "input_window_px",
@@ -66,6 +78,17 @@ class MapInput:
         Pixel scale from a catalogue column or the caller.
     cluster_id, label : str or None
         From a catalogue, for metrics.
+    exposure, background : str or None
+        Paths of the observation's exposure map (s) and background map (counts).
+    redshift : float or None
+        The cluster's redshift (else the header's ``REDSHIFT``).
+    center : (float, float) or None
+        The cluster centre (RA, Dec) in degrees (else found on the map).
+    t_cool_gyr : float or None
+        The true central cooling time, where a catalogue gives it.
+    bin_size : float or None
+        An event list given as the map is binned on its sky X/Y in bins of this
+        many sky pixels (``--bin``); the result is an observation.
     """
 
     file: str
@@ -74,10 +97,23 @@ class MapInput:
     pixel_kpc: float | None = None
     cluster_id: str | None = None
     label: str | None = None
+    exposure: str | None = None
+    background: str | None = None
+    redshift: float | None = None
+    center: tuple[float, float] | None = None
+    t_cool_gyr: float | None = None
+    bin_size: float | None = None
 
     @property
     def name(self) -> str:
         return self.file or self.image_id
+
+    @property
+    def is_observation(self) -> bool:
+        """True when the map comes with an exposure, a background, a centre or ``--bin``."""
+        return any(
+            v is not None for v in (self.exposure, self.background, self.center, self.bin_size)
+        )
 
 
 def _stem(path: Path) -> str:
@@ -100,19 +136,61 @@ def _folder_maps(folder: Path) -> list[Path]:
     return found
 
 
+def _finite(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def catalog_inputs(df: pd.DataFrame) -> list[MapInput]:
+    """One :class:`MapInput` per row of a catalogue read by :func:`~coolcore.data.catalog.read_catalog`."""
+    items = []
+    for rec in df.to_dict("records"):
+        pix = _finite(rec.get("pixel_kpc"))
+        ra, dec = _finite(rec.get("ra")), _finite(rec.get("dec"))
+        items.append(
+            MapInput(
+                file=str(rec["path"]),
+                image_id=str(rec["image_id"]),
+                pixel_kpc=pix if pix and pix > 0 else None,
+                cluster_id=str(rec["cluster_id"]),
+                label=rec["label"] if isinstance(rec.get("label"), str) else None,
+                exposure=rec.get("exposure_path") or None,
+                background=rec.get("background_path") or None,
+                redshift=_finite(rec.get("redshift")),
+                center=(ra, dec) if ra is not None and dec is not None else None,
+                t_cool_gyr=_finite(rec.get("t_cool_gyr")),
+            )
+        )
+    return items
+
+
 def collect_inputs(
-    paths: Sequence[str | os.PathLike] = (), catalog: str | os.PathLike | None = None
+    paths: Sequence[str | os.PathLike] = (),
+    catalog: str | os.PathLike | None = None,
+    *,
+    exposure: str | None = None,
+    background: str | None = None,
+    redshift: float | None = None,
+    center: tuple[float, float] | None = None,
+    bin_size: float | None = None,
 ) -> list[MapInput]:
     """The maps named on the command line: files, folders (searched recursively) and a catalogue.
 
     A path that does not exist is kept: it becomes an error row when predicted.
     A folder contributes every file with a known image extension
     (:data:`coolcore.data.images.IMAGE_SUFFIXES`), sorted; hidden files and folders are skipped.
+    ``exposure``, ``background``, ``redshift`` and ``center`` describe one
+    observation given as the only map (many maps take them from catalogue columns);
+    ``bin_size`` (``--bin``) applies to every map: event lists are binned, and every
+    map goes through the observation path.
 
     Raises
     ------
     coolcore.errors.UsageError
-        Nothing to predict, or a folder without maps.
+        Nothing to predict, a folder without maps, or one-map options with several maps.
     coolcore.errors.CatalogError
         An unreadable catalogue.
     """
@@ -120,22 +198,7 @@ def collect_inputs(
 
     items: list[MapInput] = []
     if catalog is not None:
-        df = read_catalog(catalog, require_labels=False, check_files=False)
-        pix = (
-            pd.to_numeric(df["pixel_kpc"], errors="coerce").to_numpy(dtype=float)
-            if "pixel_kpc" in df
-            else np.full(len(df), np.nan)
-        )
-        for row, p in zip(df.itertuples(index=False), pix, strict=True):
-            items.append(
-                MapInput(
-                    file=str(row.path),
-                    image_id=str(row.image_id),
-                    pixel_kpc=float(p) if np.isfinite(p) and p > 0 else None,
-                    cluster_id=str(row.cluster_id),
-                    label=row.label if isinstance(row.label, str) else None,
-                )
-            )
+        items.extend(catalog_inputs(read_catalog(catalog, require_labels=False, check_files=False)))
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
@@ -149,6 +212,26 @@ def collect_inputs(
             items.append(MapInput(file=str(p), image_id=_stem(p)))
     if not items:
         raise UsageError("no maps given: pass files, folders or --catalog CSV")
+    one_map = {
+        "--exposure": exposure,
+        "--background": background,
+        "--redshift": redshift,
+        "--center": center,
+    }
+    given = [k for k, v in one_map.items() if v is not None]
+    if given:
+        if len(items) != 1 or catalog is not None:
+            raise UsageError(
+                f"{given[0]} describes one observation: give exactly one map (for many maps, "
+                "use catalogue columns exposure, background, redshift, ra, dec)"
+            )
+        item = items[0]
+        item.exposure, item.background = exposure, background
+        item.redshift = redshift
+        item.center = tuple(center) if center is not None else None
+    if bin_size is not None:
+        for item in items:
+            item.bin_size = float(bin_size)
     return items
 
 
@@ -193,6 +276,49 @@ def as_inputs(images_or_paths: Any, pixel_kpc: float | None = None) -> list[MapI
             arr = np.asarray(item)
             out.append(MapInput("", f"image_{i}", array=arr, pixel_kpc=pixel_kpc))
     return out
+
+
+def observation_field(
+    item: MapInput,
+    *,
+    field_kpc: float,
+    grid: int,
+    pixel_kpc: float | None = None,
+    cosmology: str | None = None,
+) -> Any:
+    """Bring one observation to a ``grid`` x ``grid`` field of ``field_kpc`` kpc.
+
+    Reads the counts (``item.file`` or ``item.array``), the exposure and background
+    maps, and runs :func:`coolcore.data.observation.prepare_observation`.
+
+    Returns
+    -------
+    coolcore.data.observation.PreparedField
+
+    Raises
+    ------
+    coolcore.errors.ImageError
+        The observation cannot be used (one line naming the file).
+    """
+    from coolcore.data.observation import (
+        DEFAULT_COSMOLOGY,
+        prepare_observation,
+        read_observation,
+    )
+
+    obs = read_observation(
+        item.array if item.array is not None else item.file,
+        exposure=item.exposure,
+        background=item.background,
+        redshift=item.redshift,
+        center=item.center,
+        pixel_kpc=pixel_kpc or item.pixel_kpc,
+        name=item.name,
+        bin_size=item.bin_size,
+    )
+    return prepare_observation(
+        obs, field_kpc=field_kpc, grid=grid, cosmology=cosmology or DEFAULT_COSMOLOGY
+    )
 
 
 # ------------------------------------------------------------------ pixel scale

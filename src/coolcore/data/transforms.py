@@ -72,12 +72,17 @@ class PreprocessConfig:
     center : {"image", "peak"}
         Centre of the crop: the geometric centre, or the brightest pixel after
         Gaussian smoothing (sigma 2 pixels).
+    field_kpc : float
+        Observations only (maps with an exposure map, :mod:`coolcore.data.observation`):
+        the field cut around the cluster, in kpc, rebinned onto ``crop`` x ``crop``
+        pixels before the steps above.
     """
 
     crop: int = 256
     size: int | None = None
     scaling: str = "image"
     center: str = "image"
+    field_kpc: float = 1000.0
 
     def __post_init__(self) -> None:
         if isinstance(self.crop, bool) or not isinstance(self.crop, int | np.integer):
@@ -99,6 +104,11 @@ class PreprocessConfig:
             raise UsageError(
                 f"preprocessing center={self.center!r}: must be one of {', '.join(CENTERS)}"
             )
+        if not (isinstance(self.field_kpc, int | float) and 0 < self.field_kpc < float("inf")):
+            raise UsageError(
+                f"preprocessing field_kpc={self.field_kpc!r}: must be a positive number of kpc"
+            )
+        object.__setattr__(self, "field_kpc", float(self.field_kpc))
         object.__setattr__(self, "crop", int(self.crop))
         if self.size is not None:
             object.__setattr__(self, "size", int(self.size))

@@ -23,7 +23,7 @@ PRESETS = ("paper", "cpu", "demo")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "sample": {"clusters": 318, "seed": 0},
-    "preprocess": {"crop": 256, "size": None, "scaling": "image"},
+    "preprocess": {"crop": 256, "size": None, "scaling": "image", "field_kpc": 1000.0},
     "model": {
         "variant": "all",
         "combine": "union",
@@ -59,6 +59,8 @@ _RANGES = {
     ("sample", "seed"): (0, 2**32 - 1),
     ("preprocess", "crop"): (16, 65536),
     ("preprocess", "size"): (32, 4096),
+    # observations only: the field cut around the cluster (docs/observations.md)
+    ("preprocess", "field_kpc"): (10.0, 100000.0),
     ("train", "epochs"): (1, 10000),
     ("train", "batch_size"): (1, 4096),
     ("train", "lr"): (1e-12, 10.0),

@@ -56,7 +56,12 @@ def load_data(
 
     catalog_path = resolve_data(data)
     p = cfg["preprocess"]
-    pcfg = PreprocessConfig(crop=p["crop"], size=p["size"], scaling=p["scaling"])
+    pcfg = PreprocessConfig(
+        crop=p["crop"],
+        size=p["size"],
+        scaling=p["scaling"],
+        field_kpc=float(p.get("field_kpc", 1000.0)),
+    )
     return load_dataset(catalog_path, pcfg, progress=progress, cache_dir=cache_dir)
 
 
