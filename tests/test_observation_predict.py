@@ -288,3 +288,41 @@ def test_event_list_needs_bin_and_then_is_binned(built, tmp_path):
     dra = (float(row["center_ra"]) - RA) * np.cos(np.deg2rad(DEC)) * 3600
     assert np.hypot(dra, (float(row["center_dec"]) - DEC) * 3600) < 20.0
     assert float(row["counts"]) > 1000
+
+
+def test_explain_draws_the_observation_row(built, tmp_path):
+    from PIL import Image
+
+    out = tmp_path / "ex"
+    res = run_cli_here(
+        "explain",
+        str(built["model"]),
+        str(IMG),
+        "--exposure",
+        str(EXP),
+        "--redshift",
+        str(Z),
+        "--out",
+        str(out),
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    with Image.open(out / "a1835_xmm_img.png") as obs_png:
+        tall = obs_png.size
+    plain = tmp_path / "plain"
+    res = run_cli_here(
+        "explain",
+        str(built["model"]),
+        *map(str, sorted(built["data"].glob("*.fits"))[:1]),
+        "--out",
+        str(plain),
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    with Image.open(next(plain.glob("*.png"))) as png:
+        short = png.size
+    assert tall[0] == short[0] and tall[1] > 1.3 * short[1]  # three rows of panels, not two
+    frame = pd.read_csv(out / "explanations.csv", keep_default_na=False)
+    assert float(frame.iloc[0]["field_kpc"]) == pytest.approx(CROP * PIXEL_KPC)

@@ -2,7 +2,9 @@
 
 Two figures:
 
-* :func:`explain_maps`: one PNG per map with six panels: (a) the preprocessed
+* :func:`explain_maps`: one PNG per map with six panels (nine for an observation:
+  first the counts with the centre and the field, the exposure-corrected map with
+  the masked pixels, and the observation's numbers): (a) the preprocessed
   input, (b) the CAM heat map ``H1`` of the predicted class with the ``tau1``
   contour, (c) the Gaussian heat map ``H2`` with the ``tau2`` contour, (d) the
   mask the variant uses with its crop box, (e) the crop fed to the auxiliary
@@ -85,6 +87,7 @@ def _draw_batch(model, batch, fold: int, out_dir: Path, used: set[str]) -> list[
             tau1=net.tau1,
             tau2=net.tau2,
             title=title,
+            observation=batch.fields.get(i),
         )
         paths.append(str(path))
     return paths

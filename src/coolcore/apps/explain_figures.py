@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,7 @@ from matplotlib.patches import Rectangle
 
 from coolcore import CLASS_NAMES
 
-__all__ = ["DPI", "box_patch", "draw_grid", "plot_explanation"]
+__all__ = ["DPI", "box_patch", "draw_grid", "draw_observation_row", "plot_explanation"]
 
 DPI = 110
 """Resolution of the PNGs written (dots per inch)."""
@@ -55,8 +56,12 @@ def plot_explanation(
     tau1: float = 0.7,
     tau2: float = 0.7,
     title: str = "",
+    observation: Any = None,
 ) -> Path:
     """Draw the six-panel explanation of one map and write it as a PNG.
+
+    For an observation, a first row of three more panels shows where the input came
+    from (:func:`draw_observation_row`).
 
     Parameters
     ----------
@@ -70,14 +75,20 @@ def plot_explanation(
     fold_probs : (F, 3), optional, each fold model's probabilities (dots and error bars).
     tau1, tau2 : thresholds drawn as contours.
     title : figure title.
+    observation : coolcore.data.observation.PreparedField, optional
+        The observation the input was cut from.
 
     Returns
     -------
     Path
         The PNG written.
     """
-    fig = Figure(figsize=(11.0, 6.8))
-    axes = fig.subplots(2, 3)
+    rows = 3 if observation is not None else 2
+    fig = Figure(figsize=(11.0, 3.4 * rows + 0.4))
+    grid = fig.subplots(rows, 3)
+    if observation is not None:
+        draw_observation_row(grid[0], observation)
+    axes = grid[-2:]
     ax = axes[0, 0]
     ax.imshow(image, cmap="gray", origin="lower", vmin=0, vmax=1)
     ax.set_title("(a) preprocessed input")
@@ -116,11 +127,79 @@ def plot_explanation(
         a.set_xlabel("x (pixel)")
     if title:
         fig.suptitle(title)
-    fig.subplots_adjust(left=0.05, right=0.97, bottom=0.07, top=0.88, wspace=0.35, hspace=0.35)
+    top = 0.88 if rows == 2 else 0.92
+    fig.subplots_adjust(left=0.05, right=0.97, bottom=0.07, top=top, wspace=0.35, hspace=0.4)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=DPI)
     return path
+
+
+def _field_square(ax, field) -> None:
+    """The field's square and its centre on a panel of the observation, zoomed to four
+    fields around the centre (within the image)."""
+    cx, cy = field.center_xy
+    half = field.field_px / 2
+    ax.add_patch(Rectangle((cx - half, cy - half), 2 * half, 2 * half, fill=False, ec="cyan"))
+    ax.plot([cx], [cy], marker="+", color="cyan", ms=12, mew=1.5)
+    h, w = field.valid.shape
+    ax.set_xlim(max(-0.5, cx - 4 * half), min(w - 0.5, cx + 4 * half))
+    ax.set_ylim(max(-0.5, cy - 4 * half), min(h - 0.5, cy + 4 * half))
+
+
+def _log_image(ax, values: np.ndarray, cmap: str) -> None:
+    """log10 of the positive values, stretched between their 1st and 99.9th percentiles."""
+    good = values[np.isfinite(values) & (values > 0)]
+    lo, hi = np.percentile(good, [1.0, 99.9]) if good.size else (1.0, 10.0)
+    ax.imshow(np.log10(np.clip(values, lo, max(hi, lo * 1.01))), cmap=cmap, origin="lower")
+
+
+def draw_observation_row(axes, field) -> None:
+    """Three panels of an observation: (o1) the counts with the centre and the field,
+    (o2) the exposure-corrected, background-subtracted rate with the masked pixels,
+    (o3) the numbers (pixel scale, field, counts, masked fraction, warnings)."""
+    ax = axes[0]
+    if field.counts_map is not None:
+        ax.imshow(np.log1p(np.clip(field.counts_map, 0, None)), cmap="magma", origin="lower")
+    _field_square(ax, field)
+    ax.set_title("(o1) observation: counts (log)")
+    ax = axes[1]
+    _log_image(ax, np.where(field.valid, field.rate_map, np.nan), "viridis")
+    masked = ~field.valid
+    ax.imshow(
+        np.ma.masked_where(~masked, masked.astype(float)),
+        cmap="Greys",
+        vmin=0,
+        vmax=1,
+        alpha=0.8,
+        origin="lower",
+    )
+    _field_square(ax, field)
+    ax.set_title("(o2) rate, log10 (grey: masked)")
+    for a in axes[:2]:
+        a.set_xlabel("x (pixel)")
+    ax = axes[2]
+    ax.axis("off")
+    lines = [
+        f"centre ({field.center_source}): RA {field.center_ra:.5f}, Dec {field.center_dec:+.5f}",
+        f"pixel {field.pixel_kpc:.3g} kpc; field {field.field_kpc:.0f} kpc = "
+        f"{field.field_px:.1f} px",
+        f"source counts in the field: {field.counts:.0f}",
+        f"background: {field.background_method}",
+        f"masked fraction of the field: {field.masked_fraction:.1%}",
+    ]
+    lines += [f"warning: {w.removeprefix(field.name + ': ')}" for w in field.warnings]
+    ax.text(
+        0.0,
+        1.0,
+        "\n".join(lines),
+        va="top",
+        ha="left",
+        fontsize=8,
+        wrap=True,
+        transform=ax.transAxes,
+    )
+    ax.set_title("(o3) observation diagnostics")
 
 
 def draw_grid(

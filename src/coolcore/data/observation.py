@@ -100,6 +100,7 @@ class PreparedField:
     warnings: list[str] = field(default_factory=list)
     background_method: str = "map"
     name: str = ""
+    counts_map: np.ndarray | None = field(default=None, repr=False)  # the observation, for figures
 
     def diagnostics(self) -> dict[str, Any]:
         """Centre, scale, counts, masked fraction, and the warnings' texts joined by "; "."""
@@ -451,5 +452,5 @@ def prepare_observation(
     masked = max(0.0, 1.0 - float((area * ok).sum()) / side**2)
     return PreparedField(
         *(image, mask, rate, valid, (cx, cy), ra, dec, source, p, float(field_kpc), side),
-        *(total, masked, warnings, method, obs.name),
+        *(total, masked, warnings, method, obs.name, obs.counts),
     )
