@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,7 @@ def test_tutorial_runs(tmp_path_factory, monkeypatch, capsys):
     work = tmp_path_factory.mktemp("tutorial")
     light_copy(built["run"], work / "runs" / "cv")
     _maps(work / "maps")
+    shutil.copytree(TUTORIAL.parents[1] / "examples", work / "examples")
     monkeypatch.chdir(work)
     namespace: dict = {}
     for kind, text in blocks():
@@ -102,6 +104,10 @@ def test_tutorial_runs(tmp_path_factory, monkeypatch, capsys):
     report = (work / "runs" / "cv" / "report.md").read_text()
     assert "explain/grid.png" in report and (work / "runs" / "cv" / "report.html").is_file()
     assert (work / "explain_py" / "a1795.png").is_file()
+    a1835 = pd.read_csv(work / "a1835.csv", keep_default_na=False).iloc[0]
+    assert a1835["error"] == "" and abs(float(a1835["pixel_kpc"]) - 16.3) < 0.1
+    assert "trained on" in a1835["warning"]  # the tutorial's model saw 10 kpc emissivity maps
+    assert (work / "explain_a1835" / "a1835_xmm_img.png").is_file()
     assert namespace["records"][0]["predicted"] in ("CC", "WCC", "NCC")
     # the batch loop printed the three maps of maps/ in order, with the model's CAM size
     shown = [line.split() for line in out.out.splitlines() if line.endswith("(64, 64)")]

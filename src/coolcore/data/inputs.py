@@ -57,7 +57,6 @@ __all__ = [
     "map_pixel_kpc",
 ]
 
-_REDSHIFT_KEYS = ("REDSHIFT", "Z", "Z_CL", "ZCLUST")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -324,7 +323,8 @@ def observation_field(
 # ------------------------------------------------------------------ pixel scale
 def _wcs_pixel_kpc(path: Path) -> float | None:
     """Pixel scale in kpc from a FITS celestial WCS and a redshift keyword (Planck18)."""
-    from astropy.io import fits
+    from coolcore.data.formats import open_fits
+    from coolcore.data.observation import REDSHIFT_KEYS
 
     name = path.name.lower()
     if not any(s in name for s in (".fits", ".fit", ".fts", ".fz")):
@@ -332,7 +332,7 @@ def _wcs_pixel_kpc(path: Path) -> float | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with fits.open(path, ignore_missing_end=True, memmap=False) as hdul:
+            with open_fits(path) as hdul:
                 hdul.verify("silentfix+ignore")
                 hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
                 if hdu is None:
@@ -341,7 +341,7 @@ def _wcs_pixel_kpc(path: Path) -> float | None:
         except Exception:
             return None
         z = None
-        for key in _REDSHIFT_KEYS:
+        for key in REDSHIFT_KEYS:
             try:
                 value = float(header[key])
             except (KeyError, TypeError, ValueError):
