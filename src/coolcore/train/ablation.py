@@ -130,31 +130,58 @@ def load_ablation_results(run: str | Path) -> dict[str, list[pd.DataFrame]]:
     return RunFolder(run).ablation_results()
 
 
+def concentration_features(catalog: pd.DataFrame, cfg) -> dict[str, np.ndarray] | None:
+    """``c_SB`` (and ``c_scaled`` where ``r500_kpc`` is given) of every map of a catalogue.
+
+    The indicators are measured on the maps as stored (linear flux), which needs
+    the pixel scale (``pixel_kpc``) and, for the scaled one, ``r500_kpc`` (the
+    catalogue's true R500: not estimated from the data).  Observations
+    (:mod:`coolcore.data.observation`) are measured on the field the network sees
+    before its log: background-subtracted, exposure-corrected, masked pixels
+    filled, at ``cfg.field_kpc / cfg.crop`` kpc per pixel.  None (with a notice)
+    where they cannot be measured.
+    """
+    from coolcore.data.images import read_image
+    from coolcore.data.inputs import catalog_inputs, observation_field
+    from coolcore.evaluate.baselines import concentration, scaled_concentration
+
+    items = catalog_inputs(catalog)
+    observed = [it.is_observation for it in items]
+    if any(observed):  # the same background-subtracted, exposure-corrected field as the network
+        if not all(observed):
+            say("concentration baselines skipped: the catalogue mixes observations and maps")
+            return None
+        raw = np.stack(
+            [observation_field(it, field_kpc=cfg.field_kpc, grid=cfg.crop).image for it in items]
+        )
+        pix = np.full(len(catalog), cfg.field_kpc / cfg.crop)
+    elif "pixel_kpc" not in catalog:
+        say("concentration baselines skipped: the catalogue has no pixel_kpc column")
+        return None
+    else:
+        raw = np.stack([read_image(p) for p in catalog["path"]])
+        pix = catalog["pixel_kpc"].to_numpy(dtype=float)
+    features = {"c_SB": concentration(raw, pix)}
+    if "r500_kpc" in catalog:
+        r500 = catalog["r500_kpc"].to_numpy(dtype=float)
+        features["c_scaled"] = scaled_concentration(raw, pix, r500)
+    return features
+
+
 def concentration_predictions(dataset, folds) -> dict[str, pd.DataFrame]:
     """The concentration classifiers on the same folds as the networks.
 
     ``c_SB (literature)`` uses Santos et al. (2008)'s thresholds; ``c_SB (fit)`` and
-    ``c_scaled (fit)`` choose their two thresholds on each fold's training images.
-    The indicators are measured on the maps as stored (linear flux), which needs
-    the pixel scale (``pixel_kpc``) and, for the scaled one, ``r500_kpc``.
+    ``c_scaled (fit)`` choose their two thresholds on each fold's training images;
+    the indicators are those of :func:`concentration_features`.
     """
-    from coolcore.data.images import read_image
-    from coolcore.evaluate.baselines import (
-        ConcentrationClassifier,
-        concentration,
-        scaled_concentration,
-    )
+    from coolcore.evaluate.baselines import ConcentrationClassifier
     from coolcore.train.fit import predictions_frame
 
     cat = dataset.catalog
-    if "pixel_kpc" not in cat:
-        say("concentration baselines skipped: the catalogue has no pixel_kpc column")
+    features = concentration_features(cat, dataset.cfg)
+    if features is None:
         return {}
-    raw = np.stack([read_image(p) for p in cat["path"]])
-    pix = cat["pixel_kpc"].to_numpy(dtype=float)
-    features = {"c_SB": concentration(raw, pix)}
-    if "r500_kpc" in cat:
-        features["c_scaled"] = scaled_concentration(raw, pix, cat["r500_kpc"].to_numpy(dtype=float))
     y = dataset.labels
     out: dict[str, pd.DataFrame] = {}
     specs = [
