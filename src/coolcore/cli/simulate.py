@@ -16,12 +16,24 @@ from coolcore.cli.args import (
 from coolcore.errors import UsageError
 
 MAX_CLUSTERS = 100_000  # as the config's sample.clusters
+INSTRUMENTS = ("chandra", "xmm", "erosita")
+"""The keys of ``coolcore.sim.instruments.INSTRUMENTS``, named here so that building the
+parser imports no NumPy (tests/test_instruments.py checks that they agree)."""
 
 
 def cmd_simulate(args) -> int:
     from coolcore.sim.simulate import simulate_sample
 
     out = Path(args.out_dir)
+    if args.instrument is not None and args.observed:
+        raise UsageError(
+            f"--instrument {args.instrument}: not with --observed (flat counts); choose one"
+        )
+    if args.instrument is not None and args.exposure_ks is not None:
+        raise UsageError(
+            f"--exposure-ks: only for --observed; --instrument {args.instrument} draws "
+            "each exposure from the instrument's range (see docs/simulator.md)"
+        )
     if out.is_dir() and any(out.iterdir()) and not args.force:
         raise UsageError(f"{out}: folder exists and is not empty; pass --force to overwrite")
     kwargs = {}
@@ -36,6 +48,7 @@ def cmd_simulate(args) -> int:
         seed=args.seed,
         workers=args.workers,
         observed=args.observed,
+        instrument=args.instrument,
         progress=not args.no_progress,
         **kwargs,
     )
@@ -56,6 +69,12 @@ def print_sample_summary(catalog, out: Path) -> None:
             f"  M500 {m.min():.2e} - {m.max():.2e} Msun; t_cool {catalog['t_cool_gyr'].min():.2f} - "
             f"{catalog['t_cool_gyr'].max():.1f} Gyr; catalogue {out / 'catalog.csv'}"
         )
+    if "instrument" in catalog:
+        z, t = catalog["redshift"], catalog["exposure_s"] / 1e3
+        print(
+            f"  {catalog['instrument'].iloc[0]}: z {z.min():.2f} - {z.max():.2f}, exposure "
+            f"{t.min():.3g} - {t.max():.3g} ks, {int(catalog['agn'].sum())} maps with a central AGN"
+        )
 
 
 def add_simulate_command(sub) -> None:
@@ -66,7 +85,8 @@ def add_simulate_command(sub) -> None:
         formatter_class=formatter,
         description="Simulate X-ray emissivity maps of galaxy clusters from a physical gas model,\n"
         "labelled by their computed central cooling time; one FITS file per projection\n"
-        "and a catalog.csv in OUT_DIR.",
+        "and a catalog.csv in OUT_DIR. With --instrument (chandra, xmm, erosita), mock\n"
+        "observations instead: counts, exposure/ and background/ maps with a sky WCS.",
     )
     p.add_argument(
         "out_dir", metavar="OUT_DIR", help="folder to write the FITS maps and catalog.csv"
@@ -104,6 +124,13 @@ def add_simulate_command(sub) -> None:
     )
     p.add_argument(
         "--exposure-ks", type=positive_float, default=None, help="exposure in ks for --observed"
+    )
+    p.add_argument(
+        "--instrument",
+        choices=INSTRUMENTS,
+        default=None,
+        help="mock observations with this instrument: Poisson counts with a celestial WCS,\n"
+        "exposure and background maps (default: emissivity maps)",
     )
     p.add_argument("--force", action="store_true", help="write into a non-empty folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

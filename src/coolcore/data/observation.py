@@ -12,9 +12,11 @@ scales and resizes.  Its steps (``p`` = kpc per pixel):
 2. Valid pixels: finite counts (and background); exposure finite, > 0 and
    ``>= exposure_fraction * max``.  No exposure map: 1 s everywhere.
 3. Centre: ``center`` through the WCS, else found on ``counts / exposure``: rate
-   (masked -> 0) and valid mask smoothed by a Gaussian of sigma ``max(1, 40 kpc/p)``
-   px (for sigma >= 6 px on ``floor(sigma / 3)``-px blocks) and divided; the
-   brightest pixel where the smoothed mask is > 0.5, refined by photutils
+   (masked -> 0) and valid mask smoothed by a Gaussian (for sigma >= 6 px on
+   ``floor(sigma / 3)``-px blocks) and divided; the brightest pixel where the
+   smoothed mask is > 0.5 at sigma ``150 kpc/p`` (coarse: a point source's light
+   is spread thin there, the cluster's is not), then at ``max(1, 40 kpc/p)`` px
+   within 150 kpc of it, refined by photutils
    ``centroid_com`` in a box of half-width ``max(3 px, 60 kpc/p)``, re-centred
    until it moves < 0.01 px, masked pixels and their mirror images excluded.
 4. Background: the map (``"map"``); else ``b = sum(counts) / sum(exposure)`` over
@@ -64,6 +66,7 @@ EXPOSURE_FRACTION = 0.1  # pixels with exposure < this * max(exposure) are maske
 MIN_SOURCE_COUNTS = 50.0  # fewer background-subtracted counts in the field: ImageError
 LOW_COUNTS_WARNING = 2000.0  # fewer: a warning
 REDSHIFT_KEYS = ("REDSHIFT", "Z", "Z_CL", "ZCLUST")  # header keywords, in this order
+COARSE_SMOOTH_KPC = 150.0  # the centre's first guess: the peak at this smoothing
 
 
 @dataclass
@@ -302,8 +305,11 @@ def _window(a: np.ndarray, ky: np.ndarray, kx: np.ndarray, fill: Any) -> np.ndar
     return out
 
 
-def _smoothed_peak(rate: np.ndarray, valid: np.ndarray, sigma: float) -> tuple[float, float]:
-    """(x, y) of the brightest pixel of the normalised convolution (step 3's first guess)."""
+def _smoothed_peak(
+    rate: np.ndarray, valid: np.ndarray, sigma: float, near: tuple | None = None
+) -> tuple[float, float]:
+    """(x, y) of the brightest pixel of the normalised convolution (step 3's first guess);
+    ``near=(x, y, radius)`` keeps to that circle."""
     from scipy.ndimage import gaussian_filter
 
     b = max(1, int(sigma // 3))
@@ -315,6 +321,11 @@ def _smoothed_peak(rate: np.ndarray, valid: np.ndarray, sigma: float) -> tuple[f
     den = gaussian_filter(den, sigma / b, mode="constant", cval=0.0)
     cut = 0.5 if (den > 0.5).any() else 0.0
     ratio = np.divide(num, den, out=np.full_like(num, -np.inf), where=den > cut)
+    if near is not None:
+        yy, xx = np.indices(ratio.shape) * b + (b - 1) / 2
+        far = np.hypot(xx - near[0], yy - near[1]) > near[2]
+        if not far.all():
+            ratio[far] = -np.inf
     row, col = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     return col * b + (b - 1) / 2, row * b + (b - 1) / 2
 
@@ -331,7 +342,9 @@ def _centre(obs: Observation, rate: np.ndarray, valid: np.ndarray, p: float) -> 
         if not (-0.5 <= x <= rate.shape[1] - 0.5 and -0.5 <= y <= rate.shape[0] - 0.5):
             raise ImageError(f"{obs.name}: centre RA {ra:.5f}, Dec {dec:+.5f} lies off the image")
         return (x, y), "given"
-    x, y = _smoothed_peak(rate, valid, max(1.0, 40.0 / p))
+    # coarse to fine: the extended cluster outshines point sources at 150 kpc
+    coarse = _smoothed_peak(rate, valid, max(1.0, COARSE_SMOOTH_KPC / p))
+    x, y = _smoothed_peak(rate, valid, max(1.0, 40.0 / p), (*coarse, COARSE_SMOOTH_KPC / p))
     half = math.ceil(max(3.0, 60.0 / p))
     for _ in range(20):
         ix, iy = round(x), round(y)

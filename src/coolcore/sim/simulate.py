@@ -11,7 +11,8 @@ The one entry point is :func:`simulate_sample`.  The population of clusters is
 :mod:`coolcore.sim.population` (:func:`~coolcore.sim.population.draw_cluster`), the
 projection onto a map :mod:`coolcore.sim.projection`
 (:func:`~coolcore.sim.projection.render_projection`); this module observes the maps
-(:func:`observe_counts`) and writes the sample.
+(:func:`observe_counts`, or an X-ray instrument of :mod:`coolcore.sim.observe`) and
+writes the sample.
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ from numpy.typing import NDArray
 
 from coolcore import CLASS_NAMES, __version__
 from coolcore.errors import UsageError
-from coolcore.sim import physics as ph
+from coolcore.sim.instruments import INSTRUMENTS
+from coolcore.sim.observe import (
+    draw_placement,
+    draw_pointing,
+    expected_counts,
+    observe_projection,
+    write_observation,
+)
 from coolcore.sim.population import ClusterModel, draw_cluster
 from coolcore.sim.projection import AXES, projected_profile, render_projection
 
@@ -39,7 +47,6 @@ __all__ = [
     "MAX_SEED",
     "MIN_EXPECTED_COUNTS",
     "class_counts",
-    "expected_counts",
     "map_memory_bytes",
     "observe_counts",
     "simulate_sample",
@@ -55,39 +62,10 @@ map is rendered on a 2x2-subsampled float64 grid)."""
 MIN_EXPECTED_COUNTS = 1.0
 """A mock observation must expect at least this many photon counts in a map."""
 
-OBSERVED_EFFECTIVE_AREA_CM2 = 400.0
-OBSERVED_DISTANCE_MPC = 230.0
-OBSERVED_PHOTON_KEV = 2.0
-"""The observed mode puts the cluster at 230 Mpc (z ~ 0.05), collects with 400 cm^2
-and counts photons of 2 keV: counts = S A_pix t A_eff / (4 pi D^2 E_ph)."""
-
 BUNIT_EMISSIVITY = "erg s-1 cm-2"
 """Unit of a pixel: emissivity n_e n_H Lambda(T) integrated along the line of sight."""
 
-_KEV_ERG = 1.602177e-9
-_MPC_CM = 3.0857e24
-
-
 # -------------------------------------------------------------------- observations
-
-
-def expected_counts(
-    image: NDArray[np.float64], pixel_kpc: float, exposure_ks: float, background: float
-) -> NDArray[np.float64]:
-    """Expected photon counts per pixel for a map of line-of-sight emissivity (erg s^-1 cm^-2).
-
-    ``S A_pix t A_eff / (4 pi D^2 E_ph) + background t_ks`` with ``A_pix`` the pixel
-    area in cm^2, ``t`` the exposure in s, ``A_eff = 400 cm^2``, ``D = 230 Mpc`` and
-    ``E_ph = 2 keV`` (see the ``OBSERVED_*`` constants); ``background`` is in counts
-    per pixel per ks.
-    """
-    area_pix_cm2 = (pixel_kpc * ph.KPC_CM) ** 2
-    dist_cm = OBSERVED_DISTANCE_MPC * _MPC_CM
-    t_s = exposure_ks * 1e3
-    rate_per_sb = (area_pix_cm2 * OBSERVED_EFFECTIVE_AREA_CM2 / (4 * np.pi * dist_cm**2)) / (
-        OBSERVED_PHOTON_KEV * _KEV_ERG
-    )
-    return image * rate_per_sb * t_s + background * exposure_ks
 
 
 def observe_counts(
@@ -101,7 +79,7 @@ def observe_counts(
 ) -> NDArray[np.float64]:
     """Poisson photon counts for a map of line-of-sight emissivity (erg s^-1 cm^-2).
 
-    The means are :func:`expected_counts`.  A map that expects fewer than
+    The means are :func:`coolcore.sim.observe.expected_counts`.  A map that expects fewer than
     :data:`MIN_EXPECTED_COUNTS` counts in all is no observation: it raises
     :class:`~coolcore.errors.UsageError` naming ``name`` and the exposure that
     would give that many.
@@ -133,7 +111,7 @@ def class_counts(n: int, mix: Sequence[float]) -> NDArray[np.int64]:
 
 def _header_cards(model: ClusterModel, axis: str, pixel_kpc: float, size: int) -> list:
     c = size // 2 + 1  # FITS pixels are 1-based; the cluster centre is pixel size // 2
-    return [
+    linear = [
         ("CTYPE1", "LINEAR", "image u axis: box coordinate, see AXIS"),
         ("CTYPE2", "LINEAR", "image v axis: box coordinate, see AXIS"),
         ("CUNIT1", "kpc", "unit of CDELT1 and CRVAL1"),
@@ -145,6 +123,12 @@ def _header_cards(model: ClusterModel, axis: str, pixel_kpc: float, size: int) -
         ("CDELT1", pixel_kpc, "[kpc] pixel size"),
         ("CDELT2", pixel_kpc, "[kpc] pixel size"),
         ("PIXKPC", pixel_kpc, "[kpc] pixel size"),
+    ]
+    return linear + _physics_cards(model, axis)
+
+
+def _physics_cards(model: ClusterModel, axis: str) -> list:
+    return [
         ("CLUSTID", model.cluster_id, "cluster id (3 projections per cluster)"),
         ("AXIS", axis, "projection axis of the simulation box"),
         ("M500", model.m500_msun, "[Msun] M500"),
@@ -171,6 +155,7 @@ class _Job:
     observed: bool
     exposure_ks: float
     background: float
+    instrument: str | None = None
 
 
 def simulate_cluster(job: _Job) -> list[dict]:
@@ -180,21 +165,18 @@ def simulate_cluster(job: _Job) -> list[dict]:
     rng = np.random.default_rng(job.seed)
     model = draw_cluster(rng, job.label, job.index)
     profile = projected_profile(model)
+    if job.instrument is not None:
+        return _observe_cluster(job, model, profile, rng)
     pixel_kpc = job.fov_kpc / job.size
     rows = []
     for axis in AXES:
+        image_id = f"c{job.index:04d}_{axis}"
         image = render_projection(model, axis, job.size, job.fov_kpc, profile=profile)
         cards = _header_cards(model, axis, pixel_kpc, job.size)
         if job.observed:
             obs_rng = np.random.default_rng([model.noise_seed, AXES.index(axis), 1])
-            image = observe_counts(
-                image,
-                pixel_kpc,
-                job.exposure_ks,
-                job.background,
-                obs_rng,
-                name=f"c{job.index:04d}_{axis}",
-            )
+            image = observe_counts(image, pixel_kpc, job.exposure_ks, job.background, obs_rng,
+                                   name=image_id)  # fmt: skip
             cards += [
                 ("BUNIT", "count", "photon counts (observed mode)"),
                 ("EXPOSURE", job.exposure_ks * 1e3, "[s] exposure time"),
@@ -202,36 +184,44 @@ def simulate_cluster(job: _Job) -> list[dict]:
             ]
         else:
             cards.append(("BUNIT", BUNIT_EMISSIVITY, "line-of-sight integral of n_e n_H Lambda"))
-        image_id = f"c{job.index:04d}_{axis}"
         rel = f"images/{image_id}.fits"
         header = fits.Header(cards)
         fits.PrimaryHDU(image.astype(np.float32), header=header).writeto(
             Path(job.out_dir) / rel, overwrite=True
         )
-        rows.append(
-            {
-                "image_id": image_id,
-                "cluster_id": job.index,
-                "file": rel,
-                "label": model.label,
-                "axis": axis,
-                "m500_msun": model.m500_msun,
-                "r500_kpc": model.r500_kpc,
-                "T_keV": model.T_keV,
-                "T_center_keV": model.T_center_keV,
-                "ne0_cm3": model.ne0_cm3,
-                "r_tcool_kpc": model.r_tcool_kpc,
-                "t_cool_gyr": model.t_cool_gyr,
-                "pixel_kpc": pixel_kpc,
-                "fgas": model.fgas,
-                "n_subclumps": sum(c.kind == "subclump" for c in model.clumps),
-                "n_satellites": sum(c.kind == "satellite" for c in model.clumps),
-                "corona": any(c.kind == "corona" for c in model.clumps),
-                "n_cavities": len(model.cavities),
-                "sloshing": model.sloshing is not None,
-                "fluct_rms": model.fluct_rms,
-            }
-        )
+        rows.append(_catalog_row(model, axis, image_id, rel, pixel_kpc))
+    return rows
+
+
+def _catalog_row(model: ClusterModel, axis: str, image_id: str, rel: str, pixel_kpc: float):
+    """One projection's catalogue row: the 3-D model's physics and the map's pixel scale."""
+    kinds = [c.kind for c in model.clumps]
+    physics = ("m500_msun", "r500_kpc", "T_keV", "T_center_keV", "ne0_cm3", "r_tcool_kpc",
+               "t_cool_gyr")  # fmt: skip
+    return {
+        "image_id": image_id, "cluster_id": model.cluster_id, "file": rel, "label": model.label,
+        "axis": axis, **{key: getattr(model, key) for key in physics},
+        "pixel_kpc": pixel_kpc, "fgas": model.fgas,
+        "n_subclumps": kinds.count("subclump"), "n_satellites": kinds.count("satellite"),
+        "corona": "corona" in kinds, "n_cavities": len(model.cavities),
+        "sloshing": model.sloshing is not None, "fluct_rms": model.fluct_rms,
+    }  # fmt: skip
+
+
+def _observe_cluster(job: _Job, model: ClusterModel, profile, rng) -> list[dict]:
+    """Observe the three projections with ``job.instrument``: the cluster's placement, then
+    a pointing per projection, all drawn from the cluster's generator after the cluster."""
+    inst = INSTRUMENTS[job.instrument]
+    place = draw_placement(inst, model, rng)
+    rows = []
+    for axis in AXES:
+        image_id = f"c{job.index:04d}_{axis}"
+        obs = observe_projection(model, axis, inst, place, draw_pointing(inst, rng), rng,
+                                 profile=profile, size=job.size, fov_kpc=job.fov_kpc)  # fmt: skip
+        files = write_observation(obs, job.out_dir, image_id, _physics_cards(model, axis))
+        row = _catalog_row(model, axis, image_id, files.pop("file"), 0.0)
+        del row["pixel_kpc"]  # the scale comes from the WCS and the redshift, as for real data
+        rows.append({**row, **files})
     return rows
 
 
@@ -319,10 +309,9 @@ def _check_observation(job: _Job) -> None:
     """Observe the first cluster's first map before anything is written (no counts: an error)."""
     model = draw_cluster(np.random.default_rng(job.seed), job.label, job.index)
     image = render_projection(model, AXES[0], job.size, job.fov_kpc)
-    name = f"c{job.index:04d}_{AXES[0]}"
     observe_counts(
         image, job.fov_kpc / job.size, job.exposure_ks, job.background, np.random.default_rng(0),
-        name=name,
+        name=f"c{job.index:04d}_{AXES[0]}",
     )  # fmt: skip
 
 
@@ -338,6 +327,7 @@ def simulate_sample(
     observed: bool = False,
     exposure_ks: float = 100.0,
     background: float = 0.05,
+    instrument: str | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Simulate a sample of clusters and write FITS maps plus ``catalog.csv``.
@@ -366,6 +356,9 @@ def simulate_sample(
         an exposure that leaves a map without counts is refused.
     exposure_ks, background : float
         Exposure in ks and flat background in counts / pixel / ks (observed mode).
+    instrument : {None, "chandra", "xmm", "erosita"}
+        Mock observations (:mod:`coolcore.sim.observe`, not with ``observed``): counts,
+        ``exposure/`` and ``background/`` maps; ``size, fov_kpc`` set the finest render grid.
     progress : bool
         Show a tqdm progress bar over clusters.
 
@@ -388,6 +381,10 @@ def simulate_sample(
     >>> cat = simulate_sample("data/", n_clusters=4, size=64, progress=False)  # doctest: +SKIP
     """
     mix = _check_args(n_clusters, size, fov_kpc, class_mix, seed, workers, exposure_ks, background)
+    unknown = instrument is not None and str(instrument) not in INSTRUMENTS
+    if unknown or (instrument is not None and observed):
+        why = f"not one of {', '.join(INSTRUMENTS)}" if unknown else "not with observed=True"
+        raise UsageError(f"instrument={instrument!r}: {why}")
     _check_memory(size, min(workers, n_clusters))
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -404,18 +401,22 @@ def simulate_sample(
     staging = out / f".simulate-{os.getpid()}.partial"
     jobs = [
         _Job(i, str(labels[i]), seeds[i], str(staging), size, float(fov_kpc), bool(observed),
-             float(exposure_ks), float(background))
+             float(exposure_ks), float(background), None if instrument is None else str(instrument))
         for i in range(n_clusters)
     ]  # fmt: skip
     if observed:
         _check_observation(jobs[0])
     created = not out.exists()
-    (staging / "images").mkdir(parents=True, exist_ok=True)
+    folders = {"file": "images"} | ({"exposure": "exposure", "background": "background"}
+                                    if instrument is not None else {})  # fmt: skip
+    for folder in folders.values():
+        (staging / folder).mkdir(parents=True, exist_ok=True)
     try:
         rows = _draw_all(jobs, workers, progress)
-        (out / "images").mkdir(exist_ok=True)
-        for row in rows:
-            os.replace(staging / row["file"], out / row["file"])
+        for key, folder in folders.items():
+            (out / folder).mkdir(exist_ok=True)
+            for row in rows:
+                os.replace(staging / row[key], out / row[key])
     except BaseException:
         shutil.rmtree(out if created else staging, ignore_errors=True)
         raise
@@ -428,7 +429,6 @@ def simulate_sample(
 def _draw_all(jobs: list, workers: int, progress: bool) -> list[dict]:
     """Every job's catalogue rows, in job order (maps written by the jobs)."""
     n_clusters = len(jobs)
-
     from tqdm.auto import tqdm
 
     rows: list[dict] = []
