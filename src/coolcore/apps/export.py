@@ -134,19 +134,6 @@ def _training_data_info(record: dict, cfg: dict) -> dict:
         catalog = read_catalog(catalog_path, require_labels=False, check_files=False)
     except CoolcoreError:
         return info
-    if "exposure" in catalog or "background" in catalog:  # observations: one field in kpc
-        field = float(cfg["preprocess"].get("field_kpc", 1000.0))
-        info.update(kind="observations", pixel_kpc=field / crop, fov_kpc=field, bunit="count")
-        if "instrument" in catalog:
-            names = {str(v) for v in catalog["instrument"].dropna()}
-            info["instrument"] = names.pop() if len(names) == 1 else None
-        return info
-    pix = None
-    if "pixel_kpc" in catalog:
-        values = pd.to_numeric(catalog["pixel_kpc"], errors="coerce").to_numpy(dtype=float)
-        values = values[np.isfinite(values) & (values > 0)]
-        if values.size:
-            pix = float(np.median(values))
     sample = [p for p in catalog["path"].head(5) if Path(p).is_file()]
     headers = []
     for p in sample:
@@ -154,6 +141,18 @@ def _training_data_info(record: dict, cfg: dict) -> dict:
             headers.append(image_header_info(p))
         except CoolcoreError:
             continue
+    instruments = {str(h["instrument"]) for h in headers if h.get("instrument")}
+    info["instrument"] = instruments.pop() if len(instruments) == 1 else None  # INSTRUME
+    if "exposure" in catalog or "background" in catalog:  # observations: one field in kpc
+        field = float(cfg["preprocess"].get("field_kpc", 1000.0))
+        info.update(kind="observations", pixel_kpc=field / crop, fov_kpc=field, bunit="count")
+        return info
+    pix = None
+    if "pixel_kpc" in catalog:
+        values = pd.to_numeric(catalog["pixel_kpc"], errors="coerce").to_numpy(dtype=float)
+        values = values[np.isfinite(values) & (values > 0)]
+        if values.size:
+            pix = float(np.median(values))
     if pix is None:
         scales = [h["pixel_kpc"] for h in headers if h.get("pixel_kpc")]
         pix = float(np.median(scales)) if scales else None
