@@ -450,6 +450,9 @@ def test_ensemble_mean_spread_ordinal_and_box(model, fold_nets, built):
         "counts",
         "masked_fraction",
         "warning",
+        "log10_tcool",
+        "log10_tcool_sigma",
+        "predicted_from_tcool",
         "t_cool_gyr",
         "error",
     ]

@@ -81,6 +81,10 @@ class PredictionBatch:
         The maps of the fold model asked for (``explain_fold``), as tensors on
         the model's device, row ``j`` for map ``ok[j]``; None otherwise or when
         no map of the batch could be used.
+    fold_tcool : numpy.ndarray or None
+        (F, len(ok), 2) float64 ``mu`` and ``sigma`` (dex) of each fold model's
+        Gaussian for log10 t_cool / Gyr; None for a model without the
+        cooling-time head.
     """
 
     start: int
@@ -94,6 +98,7 @@ class PredictionBatch:
     explanation: Explanation | None = field(default=None, repr=False)
     diagnostics: dict[int, dict] = field(default_factory=dict)
     fields: dict[int, Any] = field(default_factory=dict, repr=False)
+    fold_tcool: np.ndarray | None = None
 
     @property
     def rows(self) -> np.ndarray:
@@ -120,6 +125,17 @@ class PredictionBatch:
     def boxes(self) -> np.ndarray:
         """(len(ok), 4) crop boxes averaged over the fold models."""
         return self.fold_boxes.mean(axis=0)
+
+    @property
+    def tcool(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(mu, sigma), each (len(ok),): the fold models' Gaussians of log10 t_cool
+        combined into their mixture's mean and standard deviation
+        (:func:`coolcore.evaluate.regression.mixture_moments`); None without the head."""
+        if self.fold_tcool is None:
+            return None
+        from coolcore.evaluate.regression import mixture_moments
+
+        return mixture_moments(self.fold_tcool[..., 0], self.fold_tcool[..., 1], axis=0)
 
 
 def _read(item: MapInput, pixel_kpc: float | None) -> tuple[np.ndarray, float | None, str | None]:

@@ -10,8 +10,13 @@ crop box ``box_x0, box_y0, box_x1, box_y1`` in pixels of the model input
 ``center_dec``, ``pixel_kpc``, ``field_kpc``, ``counts``, ``masked_fraction``
 and ``warning`` (:data:`coolcore.apps.batches.DIAGNOSTIC_COLUMNS`; the first six
 are NaN where they do not apply: a plain map has no centre, counts or mask),
-``t_cool_gyr`` (the catalogue's true central cooling time, NaN where not given)
-and ``error`` (empty when the map was predicted).
+``log10_tcool`` and ``log10_tcool_sigma`` (the cooling-time head's prediction of
+log10 t_cool / Gyr: the mean and standard deviation of the mixture of the fold
+models' Gaussians, :func:`coolcore.evaluate.regression.mixture_moments`) and
+``predicted_from_tcool`` (the class that ``log10_tcool`` implies by the 1.0 / 7.7
+Gyr thresholds), NaN and empty for a model without the head; ``t_cool_gyr`` (the
+catalogue's true central cooling time, NaN where not given) and ``error`` (empty
+when the map was predicted).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import pandas as pd
 from coolcore import CLASS_NAMES
 from coolcore.data.inputs import MapInput
 from coolcore.errors import UsageError
+from coolcore.evaluate.regression import classes_from_log10_tcool
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcore.apps.batches import PredictionBatch
@@ -56,6 +62,9 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "spread",
     *BOX_COLUMNS,
     *DIAGNOSTIC_COLUMNS,
+    "log10_tcool",
+    "log10_tcool_sigma",
+    "predicted_from_tcool",
     "t_cool_gyr",
     "error",
 )
@@ -84,6 +93,7 @@ class PredictionTable:
         self.probs = np.full((n, len(CLASS_NAMES)), np.nan)
         self.spread = np.full(n, np.nan)
         self.boxes = np.full((n, 4), np.nan)
+        self.tcool = np.full((n, 2), np.nan)
         self.diagnostics: list[dict] = [{} for _ in range(n)]
         self.error = [""] * n
 
@@ -99,6 +109,9 @@ class PredictionTable:
         self.probs[rows] = batch.probs
         self.spread[rows] = batch.spread
         self.boxes[rows] = batch.boxes
+        tcool = batch.tcool
+        if tcool is not None:
+            self.tcool[rows] = np.stack(tcool, axis=1)
 
     def frame(self) -> pd.DataFrame:
         """The table (columns :data:`PREDICTION_COLUMNS`); unpredicted rows have NaN numbers."""
@@ -120,6 +133,9 @@ class PredictionTable:
         for key in DIAGNOSTIC_COLUMNS:
             default = "" if key == "warning" else np.nan
             data[key] = [d.get(key, default) for d in self.diagnostics]
+        data["log10_tcool"] = self.tcool[:, 0]
+        data["log10_tcool_sigma"] = self.tcool[:, 1]
+        data["predicted_from_tcool"] = classes_from_log10_tcool(self.tcool[:, 0])
         data["t_cool_gyr"] = [
             np.nan if it.t_cool_gyr is None else it.t_cool_gyr for it in self.items
         ]
@@ -140,9 +156,12 @@ def catalog_metrics(items: Sequence[MapInput], frame: pd.DataFrame) -> dict | No
     Returns
     -------
     dict or None
-        None when no predicted map has a label.
+        None when no predicted map has a label.  With the cooling-time head and
+        maps with a true ``t_cool_gyr`` it holds ``regression``
+        (:func:`coolcore.evaluate.regression.regression_metrics`, by cluster).
     """
     from coolcore.evaluate.metrics import compute_metrics
+    from coolcore.evaluate.regression import regression_metrics
 
     labels = [it.label for it in items]
     keep = np.array([lab in CLASS_NAMES for lab in labels]) & (frame["error"] == "").to_numpy()
@@ -150,10 +169,15 @@ def catalog_metrics(items: Sequence[MapInput], frame: pd.DataFrame) -> dict | No
         return None
     table = frame.loc[keep, ["image_id", "predicted", *(f"p_{c}" for c in CLASS_NAMES)]].copy()
     table["label"] = np.asarray(labels, dtype=object)[keep]
-    table["cluster_id"] = [
-        it.cluster_id or it.image_id for it, k in zip(items, keep, strict=True) if k
-    ]
-    return compute_metrics(table)
+    clusters = [it.cluster_id or it.image_id for it in items]
+    table["cluster_id"] = np.asarray(clusters, dtype=object)[keep]
+    metrics = compute_metrics(table)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y = np.log10(frame["t_cool_gyr"].to_numpy(dtype=np.float64))
+    mu, sigma = frame["log10_tcool"].to_numpy(), frame["log10_tcool_sigma"].to_numpy()
+    if (np.isfinite(y) & np.isfinite(mu)).any():
+        metrics["regression"] = regression_metrics(y, mu, sigma, cluster_id=clusters)
+    return metrics
 
 
 def write_predictions(frame: pd.DataFrame, out: str | os.PathLike, *, force: bool = False) -> Path:

@@ -188,7 +188,7 @@ class TrainedModel:
         )
 
     # ---------------------------------------------------------------- inference
-    def forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Every fold model on a batch of preprocessed images.
 
         Parameters
@@ -203,12 +203,15 @@ class TrainedModel:
         boxes : numpy.ndarray
             (F, B, 4) crop boxes ``(x0, y0, x1, y1)`` in input pixels (the whole
             input for ``baseline``).
+        tcool : numpy.ndarray or None
+            (F, B, 2) ``mu`` and ``sigma`` of log10 t_cool / Gyr of each fold
+            model; None for models without the cooling-time head.
         """
         import torch
 
         x = self._tensor(images)
         s = images.shape[-1]
-        probs, boxes = [], []
+        probs, boxes, tcool = [], [], []
         with torch.inference_mode():
             for net in self.nets:
                 out = net(x)
@@ -218,7 +221,11 @@ class TrainedModel:
                 else:
                     b = out.boxes.cpu().double().numpy()
                 boxes.append(b)
-        return np.stack(probs), np.stack(boxes)
+                if out.tcool_mu is not None:
+                    tcool.append(
+                        torch.stack([out.tcool_mu, out.tcool_sigma], 1).cpu().double().numpy()
+                    )
+        return np.stack(probs), np.stack(boxes), np.stack(tcool) if tcool else None
 
     def _tensor(self, images: np.ndarray) -> torch.Tensor:
         import torch
@@ -345,9 +352,9 @@ class TrainedModel:
                     if on_error is not None:
                         say(on_error, prep.errors[i])
                 probs, boxes = np.zeros((n_folds, 0, 3)), np.zeros((n_folds, 0, 4))
-                explanation = None
+                explanation = tcool = None
                 if prep.ok:
-                    probs, boxes = self.forward(prep.images)
+                    probs, boxes, tcool = self.forward(prep.images)
                     if explainer is not None:
                         with torch.inference_mode():
                             explanation = explainer.explain(self._tensor(prep.images))
@@ -363,6 +370,7 @@ class TrainedModel:
                     explanation=explanation,
                     diagnostics=prep.diagnostics,
                     fields=prep.fields,
+                    fold_tcool=tcool,
                 )
                 bar.update(len(chunk))
 

@@ -47,6 +47,13 @@ def _print_metrics(metrics: dict, n: int) -> None:
     print("  confusion matrix (rows true, columns predicted " + "/".join(CLASS_NAMES) + "):")
     for c, row in zip(CLASS_NAMES, cm, strict=True):
         print(f"  {c:>5} " + " ".join(f"{v:5d}" for v in row))
+    reg = metrics.get("regression")
+    if reg and reg["n"] > 1:
+        print(
+            f"  log10 t_cool ({reg['n']} maps): scatter {reg['scatter_dex']:.3f} dex, bias "
+            f"{reg['bias_dex']:+.3f} dex, coverage {100 * reg['coverage_68']:.0f}% of 68%, "
+            f"{100 * reg['coverage_95']:.0f}% of 95%"
+        )
 
 
 # --------------------------------------------------------------------------- commands
@@ -329,7 +336,8 @@ def add_inference_commands(sub) -> None:
         "ordinal_score (sum_k k p_k), spread (std over folds of p of the predicted class),\n"
         "box_x0..box_y1 (crop box in model-input pixels), the map's diagnostics\n"
         "(center_ra, center_dec, pixel_kpc, field_kpc, counts, masked_fraction, warning),\n"
-        "t_cool_gyr (catalogue), error. A map that cannot be read gets an error row; the\n"
+        "log10_tcool, log10_tcool_sigma, predicted_from_tcool (models with the cooling-time\n"
+        "head, model.regression=true), t_cool_gyr (catalogue), error. A map that cannot be read gets an error row; the\n"
         "exit status is 1 when any failed.",
         epilog="Examples:\n"
         "  coolcore predict model/ maps/ --out preds.csv --crop-kpc 1000\n"

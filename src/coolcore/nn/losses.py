@@ -11,6 +11,12 @@
   target, ``mean_i sum_k (F_pred,i(k) - F_true,i(k))^2`` with ``F`` the cumulative
   sum over the ordered classes CC < WCC < NCC (paper eq. 14).
 
+With the cooling-time head (``model.regression``) the total gains
+``w_t L_t``: ``L_t`` the mean Gaussian negative log-likelihood of
+``y = log10(t_cool / Gyr)`` under the head's ``N(mu, sigma^2)``,
+``mean_i [0.5 ((y_i - mu_i) / sigma_i)^2 + log sigma_i]`` (the constant
+``0.5 log 2 pi`` left out), and ``w_t`` = ``loss.regression_weight``.
+
 Pure PyTorch: no I/O, no Lightning.  All losses are computed in float32 even
 under autocast.
 """
@@ -29,6 +35,7 @@ __all__ = [
     "PAPER_ALPHAS",
     "class_weights",
     "cramer_distance",
+    "gaussian_nll",
     "total_loss",
     "weighted_cross_entropy",
 ]
@@ -44,6 +51,8 @@ class HeadOutputs(Protocol):
     logits_primary: Tensor
     logits_aux: Tensor | None
     uses_regression: bool
+    tcool_mu: Tensor | None
+    tcool_sigma: Tensor | None
 
 
 def class_weights(labels: Tensor | np.ndarray | Sequence[int], num_classes: int = 3) -> Tensor:
@@ -132,11 +141,41 @@ def cramer_distance(probs: Tensor, targets: Tensor) -> Tensor:
     return diff.square().sum(dim=1).mean()
 
 
+def gaussian_nll(mu: Tensor, sigma: Tensor, y: Tensor) -> Tensor:
+    """Mean Gaussian negative log-likelihood, without its constant ``0.5 log(2 pi)``.
+
+    ``mean_i [0.5 ((y_i - mu_i) / sigma_i)^2 + log sigma_i]``, in float32 whatever
+    the inputs' precision (bf16 under autocast).
+
+    Parameters
+    ----------
+    mu, sigma : Tensor
+        (B,) predicted mean and standard deviation (``sigma > 0``).
+    y : Tensor
+        (B,) targets, e.g. log10 of the central cooling time in Gyr.
+
+    Returns
+    -------
+    Tensor
+        Scalar float32.
+
+    Examples
+    --------
+    >>> round(gaussian_nll(torch.zeros(1), torch.ones(1), torch.ones(1)).item(), 6)
+    0.5
+    """
+    mu, sigma, y = mu.float(), sigma.float(), y.to(device=mu.device, dtype=torch.float32)
+    return (0.5 * ((y - mu) / sigma).square() + sigma.log()).mean()
+
+
 def total_loss(
     outputs: HeadOutputs | Any,
     targets: Tensor,
     class_weight: Tensor,
     alphas: Sequence[float] = PAPER_ALPHAS,
+    *,
+    tcool: Tensor | None = None,
+    regression_weight: float = 1.0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The paper's total loss ``a_p L_p + a_a L_a + a_f L_f + a_r L_r`` (eq. 9).
 
@@ -157,6 +196,12 @@ def total_loss(
         (C,) per-class weights (:func:`class_weights` of the training fold).
     alphas : sequence of 4 floats
         ``(a_p, a_a, a_f, a_r)``; the paper's best is (0.8, 0.1, 0.1, 0.1).
+    tcool : Tensor, optional
+        (B,) log10 of the central cooling time in Gyr: required when the
+        network has the cooling-time head (``outputs.tcool_mu`` not None), whose
+        :func:`gaussian_nll` is then added times ``regression_weight``.
+    regression_weight : float
+        ``loss.regression_weight``.
 
     Returns
     -------
@@ -165,7 +210,12 @@ def total_loss(
     parts : dict of str to Tensor
         Detached scalar tensors (no host sync, cheap to log): ``loss`` and the
         terms that apply among ``loss_primary``, ``loss_aux``, ``loss_fusion``,
-        ``loss_regression`` (unweighted values).
+        ``loss_regression`` (the Cramer term), ``loss_tcool`` (unweighted values).
+
+    Raises
+    ------
+    ValueError
+        A network with the cooling-time head and no ``tcool``.
     """
     if len(alphas) != 4:
         raise ValueError(f"alphas must be 4 numbers (a_p, a_a, a_f, a_r), got {tuple(alphas)}")
@@ -184,5 +234,12 @@ def total_loss(
             loss_r = cramer_distance(probs, targets)
             parts["loss_regression"] = loss_r
             loss = loss + a_r * loss_r
+    mu = getattr(outputs, "tcool_mu", None)
+    if mu is not None:
+        if tcool is None:
+            raise ValueError("the network has the cooling-time head: pass tcool (log10 Gyr)")
+        loss_t = gaussian_nll(mu, outputs.tcool_sigma, tcool)
+        parts["loss_tcool"] = loss_t
+        loss = loss + float(regression_weight) * loss_t
     parts["loss"] = loss
     return loss, {name: value.detach() for name, value in parts.items()}

@@ -13,6 +13,8 @@ Data flow for a batch ``x`` of preprocessed grey images (B, 1, H, W) in [0, 1]::
              B = B1 | B2 (or & , or one of them) -> box (x0, y0, x1, y1)
     crop x to the box, resize to aux_size -> auxiliary trunk -> V2 -> Linear -> z_a
     Linear(1024 -> C)(concat(V1, V2)) -> z_f   (the final prediction)
+    regression: Linear(1024 -> 2)(concat(V1, V2)) -> (mu, softplus + 1e-3 -> sigma)
+                (from V1 alone for ``baseline``): log10 t_cool / Gyr ~ N(mu, sigma^2)
 
 Grey input goes to the 3-channel ResNet by repeating the channel three times
 (the pretrained first-layer filters stay untouched).  When the trunks start
@@ -32,6 +34,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from coolcore import CLASS_NAMES
@@ -52,10 +55,14 @@ from coolcore.nn.options import NETWORK_KEYS, check_network_options
 from coolcore.nn.outputs import Explanation, NetOutput
 
 __all__ = [
+    "TCOOL_SIGMA_FLOOR_DEX",
     "MultiBranchAttentionNet",
     "build_network",
     "network_config",
 ]
+
+TCOOL_SIGMA_FLOOR_DEX = 1e-3
+"""Smallest standard deviation (dex) the cooling-time head can give: sigma = softplus(s) + this."""
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -101,6 +108,10 @@ class MultiBranchAttentionNet(nn.Module):
     center_smoothing : int
         Box-filter window (0 or odd) applied before locating the brightest
         pixel (see :func:`coolcore.nn.masks.brightest_pixel`).
+    regression : bool
+        Add ``head_tcool``: a linear layer on the class head's features (the fusion
+        head's ``concat(V1, V2)``; V1 for ``baseline``) giving ``mu`` and ``sigma =
+        softplus(s) + 1e-3`` of a Gaussian for log10 t_cool / Gyr.  Off: the paper's network.
 
     Examples
     --------
@@ -124,6 +135,7 @@ class MultiBranchAttentionNet(nn.Module):
         tau2: float = 0.7,
         lam: float = 25.0,
         center_smoothing: int = 0,
+        regression: bool = False,
     ) -> None:
         super().__init__()
         check_network_options(
@@ -137,6 +149,7 @@ class MultiBranchAttentionNet(nn.Module):
                 "tau2": tau2,
                 "lam": lam,
                 "center_smoothing": center_smoothing,
+                "regression": regression,
             }
         )
         pretrained = str(weights) != "none"
@@ -156,6 +169,7 @@ class MultiBranchAttentionNet(nn.Module):
         self.tau2 = float(tau2)
         self.lam = float(lam)
         self.center_smoothing = int(center_smoothing)
+        self.regression = regression
         self.has_aux = variant != "baseline"
         self.uses_regression = variant == "all"
         self.uses_cam_mask = variant in ("att", "att+gauss", "all")
@@ -173,6 +187,8 @@ class MultiBranchAttentionNet(nn.Module):
             self.auxiliary = ResNetTrunk(build_resnet18(), trunk_state)
             self.head_aux = nn.Linear(width, num_classes)
             self.head_fusion = nn.Linear(2 * width, num_classes)
+        if regression:  # created last: the other parameters start as without it
+            self.head_tcool = nn.Linear(2 * width if self.has_aux else width, 2)
 
     # ------------------------------------------------------------------ config
     CONFIG_KEYS = NETWORK_KEYS
@@ -218,6 +234,8 @@ class MultiBranchAttentionNet(nn.Module):
             parts.append(f"crop to {aux}")
         if self.uses_regression:
             parts.append("Cramer regression loss")
+        if self.regression:
+            parts.append("log10 t_cool head")
         parts += [f"weights {self.weights}", f"{n_params / 1e6:.1f}M parameters"]
         return "MultiBranchAttentionNet: " + ", ".join(parts)
 
@@ -302,11 +320,20 @@ class MultiBranchAttentionNet(nn.Module):
             return (x.shape[2], x.shape[3])
         return (self.aux_size, self.aux_size)
 
-    def _auxiliary(self, crop: Tensor, pooled_primary: Tensor) -> tuple[Tensor, Tensor]:
-        """Auxiliary branch and fusion head: logits z_a and z_f."""
+    def _auxiliary(self, crop: Tensor, pooled_primary: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Auxiliary branch and fusion head: logits z_a, z_f and the fused features."""
         pooled = self.auxiliary(self._backbone_input(crop)).mean(dim=(2, 3))
         fused = torch.cat([pooled_primary, pooled.to(pooled_primary.dtype)], dim=1)
-        return self.head_aux(pooled), self.head_fusion(fused)
+        return self.head_aux(pooled), self.head_fusion(fused), fused
+
+    def _tcool(self, features: Tensor) -> dict[str, Tensor]:
+        """The cooling-time head (float32, outside autocast): ``tcool_mu``, ``tcool_sigma``."""
+        if not self.regression:
+            return {}
+        with torch.autocast(features.device.type, enabled=False):
+            out = self.head_tcool(features.float())
+        sigma = F.softplus(out[:, 1]) + TCOOL_SIGMA_FLOOR_DEX
+        return {"tcool_mu": out[:, 0], "tcool_sigma": sigma}
 
     def forward(self, x: Tensor) -> NetOutput:
         """Classify a batch of preprocessed grey images.
@@ -322,13 +349,13 @@ class MultiBranchAttentionNet(nn.Module):
         """
         features, pooled, logits_p = self._primary(x)
         if not self.has_aux:
-            return NetOutput(logits=logits_p, logits_primary=logits_p)
+            return NetOutput(logits=logits_p, logits_primary=logits_p, **self._tcool(pooled))
         with torch.no_grad():  # the box is not differentiated
             grey = x[:, 0].detach().float()
             cam = self._cam(features, logits_p)
             boxes = self._boxes(grey, cam)
         crop = crop_and_resize(x, boxes, self._crop_size(x))
-        logits_a, logits_f = self._auxiliary(crop, pooled)
+        logits_a, logits_f, fused = self._auxiliary(crop, pooled)
         return NetOutput(
             logits=logits_f,
             logits_primary=logits_p,
@@ -336,6 +363,7 @@ class MultiBranchAttentionNet(nn.Module):
             boxes=boxes,
             cam=cam,
             uses_regression=self.uses_regression,
+            **self._tcool(fused),
         )
 
     @torch.no_grad()
@@ -358,13 +386,15 @@ class MultiBranchAttentionNet(nn.Module):
             mask = self._combine(mask_cam, mask_gauss)
             boxes = mask_boxes(mask)
             crop = crop_and_resize(x, boxes, self._crop_size(x))
-            logits_a, logits_f = self._auxiliary(crop, pooled)
-            output = NetOutput(logits_f, logits_p, logits_a, boxes, cam, self.uses_regression)
+            logits_a, logits_f, fused = self._auxiliary(crop, pooled)
+            output = NetOutput(
+                logits_f, logits_p, logits_a, boxes, cam, self.uses_regression, **self._tcool(fused)
+            )
         else:
             mask = torch.ones_like(mask_cam)
             boxes = mask_boxes(mask)
             crop = None
-            output = NetOutput(logits=logits_p, logits_primary=logits_p)
+            output = NetOutput(logits=logits_p, logits_primary=logits_p, **self._tcool(pooled))
         return Explanation(
             output=output,
             cam=cam,

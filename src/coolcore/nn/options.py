@@ -34,9 +34,11 @@ NETWORK_KEYS: tuple[str, ...] = (
     "tau2",
     "lam",
     "center_smoothing",
+    "regression",
 )
 """The network's constructor options, as a run config's ``model`` section and
-``model.json`` record them (``num_classes`` comes from the class names)."""
+``model.json`` record them (``num_classes`` comes from the class names).
+``regression`` (true or false) adds the head of log10 of the central cooling time."""
 
 _CHOICES: dict[str, tuple[str, ...]] = {"variant": VARIANTS, "combine": COMBINE_MODES}
 
@@ -60,6 +62,8 @@ def _problem(key: str, value: Any) -> str | None:
         if not isinstance(value, str | os.PathLike) or not str(value):
             return "must be none, imagenet or a file path"
         return None
+    if key == "regression":
+        return None if isinstance(value, bool) else "must be true or false"
     if key not in _RANGES or (key == "aux_size" and value is None):
         return None
     low, high = _RANGES[key]
@@ -88,7 +92,8 @@ def check_network_options(options: Mapping[str, Any], *, prefix: str = "") -> No
         :data:`COMBINE_MODES`, ``weights`` a non-empty string or path,
         ``num_classes`` an integer in [2, 1000], ``aux_size`` None or an integer
         in [32, 4096] pixels, ``tau1`` and ``tau2`` in [0, 1], ``lam`` in
-        [1e-6, 1e6], ``center_smoothing`` 0 or an odd integer up to 63 pixels.
+        [1e-6, 1e6], ``center_smoothing`` 0 or an odd integer up to 63 pixels,
+        ``regression`` true or false.
     prefix : str
         Put before the key in the message, e.g. ``"config model."``.
 

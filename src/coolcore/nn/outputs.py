@@ -28,7 +28,12 @@ class NetOutput(NamedTuple):
         (B, h, w) float32 raw class activation map of the predicted class.
     uses_regression : bool
         True for the ``all`` variant: :func:`coolcore.nn.losses.total_loss` adds
-        the Cramer-distance term.
+        the Cramer-distance term (an ordinal loss on the classes; not the
+        cooling-time head below).
+    tcool_mu, tcool_sigma : Tensor or None
+        (B,) float32 mean and standard deviation (dex, > 0) of the Gaussian the
+        cooling-time head predicts for log10 of the central cooling time in Gyr;
+        None for a network built without ``regression``.
     """
 
     logits: Tensor
@@ -37,6 +42,8 @@ class NetOutput(NamedTuple):
     boxes: Tensor | None = None
     cam: Tensor | None = None
     uses_regression: bool = False
+    tcool_mu: Tensor | None = None
+    tcool_sigma: Tensor | None = None
 
 
 class Explanation(NamedTuple):

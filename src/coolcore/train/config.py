@@ -33,8 +33,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "tau2": 0.7,
         "lam": 25.0,
         "center_smoothing": 0,
+        "regression": False,  # the cooling-time head (docs/method.md)
     },
-    "loss": {"alphas": [0.8, 0.1, 0.1, 0.1]},
+    "loss": {"alphas": [0.8, 0.1, 0.1, 0.1], "regression_weight": 1.0},
     "train": {
         "epochs": 30,
         "batch_size": 16,
@@ -61,6 +62,7 @@ _RANGES = {
     ("preprocess", "size"): (32, 4096),
     # observations only: the field cut around the cluster (docs/observations.md)
     ("preprocess", "field_kpc"): (10.0, 100000.0),
+    ("loss", "regression_weight"): (0.0, 1e6),
     ("train", "epochs"): (1, 10000),
     ("train", "batch_size"): (1, 4096),
     ("train", "lr"): (1e-12, 10.0),

@@ -3,7 +3,8 @@
 :func:`fit_fold` takes the preprocessed images (already in memory), the indices
 of a fold's train / validation / test parts and the run config; it trains with
 Adam and StepLR, keeps the epoch with the best validation macro-F1, and returns
-the test part's class probabilities.  In the fold's folder it leaves
+the test part's class probabilities (and, with the cooling-time head, the
+Gaussian of log10 t_cool of each test map).  In the fold's folder it leaves
 ``metrics.csv`` (Lightning's CSV log, kept whole across resumes) and
 ``checkpoints/best.ckpt``; ``checkpoints/last.ckpt`` lives only while the fold
 runs, for ``--resume``.
@@ -22,22 +23,33 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from coolcore import CLASS_NAMES
+from coolcore.data.catalog import labels_from_t_cool
+from coolcore.errors import UsageError
 from coolcore.nn.losses import class_weights
 from coolcore.runs.atomic import atomic_write_text
 from coolcore.runs.interrupts import raise_if_interrupted
 from coolcore.train.hardware import Hardware, launched_rank, quiet_lightning, resolve_precision
 from coolcore.train.loaders import drop_single_last_batch, make_loader
-from coolcore.train.module import ClusterClassifier, load_module, predict_probs
+from coolcore.train.module import ClusterClassifier, load_module, predict_outputs
 
 __all__ = [
     "KEPT_LOG_FILE",
     "LOG_FILE",
+    "TCOOL_COLUMNS",
     "checkpoint_epoch",
     "fit_fold",
     "keep_log_before_resume",
     "merge_kept_log",
     "predictions_frame",
 ]
+
+TCOOL_COLUMNS: tuple[str, ...] = (
+    "log10_tcool",
+    "log10_tcool_sigma",
+    "t_cool_gyr",
+    "predicted_from_tcool",
+)
+"""The columns the cooling-time head adds to a run's predictions.csv, after ``predicted``."""
 
 LOG_FILE = "metrics.csv"
 """Lightning's CSV log of a fold (one row per epoch and stage)."""
@@ -136,6 +148,7 @@ def fit_fold(
     resume: bool = True,
     progress: bool = True,
     keep_checkpoint: bool = True,
+    tcool: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict] | None:
     """Train on one fold, pick the best validation epoch, predict its test set.
 
@@ -153,13 +166,18 @@ def fit_fold(
     keep_checkpoint : keep ``checkpoints/best.ckpt`` (the weights of the best epoch,
         what ``coolcore export`` packs); the full ``last.ckpt`` is always removed
         once the fold is done.
+    tcool : (N,) log10 of each map's central cooling time in Gyr
+        (:func:`coolcore.train.loaders.log10_tcool_targets`); required with
+        ``model.regression``, ignored without.
 
     Returns
     -------
     (probs, info) on the global-zero process: the test set's (n_test, 3)
-    probabilities and a dict (what ``fold.json`` records) with the best
-    checkpoint, epoch and validation macro-F1, the epochs, the class weights and
-    ``precision``, Lightning's precision trained in
+    probabilities (with ``model.regression`` (n_test, 5): then ``mu`` and
+    ``sigma`` of log10 t_cool, as :func:`predictions_frame` takes them) and a
+    dict (what ``fold.json`` records) with the best checkpoint, epoch and
+    validation macro-F1, the epochs, the class weights and ``precision``,
+    Lightning's precision trained in
     (:func:`coolcore.train.hardware.resolve_precision` of ``train.precision``);
     None on other ranks.
     """
@@ -168,12 +186,15 @@ def fit_fold(
     fold_dir = Path(fold_dir)
     train_idx, val_idx, test_idx = (np.asarray(s) for s in split)
     t = cfg["train"]
+    targets = _tcool_targets(cfg, tcool, np.concatenate([train_idx, val_idx]))
     pl.seed_everything(seed, workers=True, verbose=False)
     y = torch.tensor(np.asarray(labels), dtype=torch.long)
     weight = class_weights(y[train_idx], num_classes=len(CLASS_NAMES)).tolist()
     module = ClusterClassifier(cfg, weight)
     eval_batch = max(t["batch_size"], 64)
-    val_loader = make_loader(images, y, eval_batch, shuffle_seed=None, rows=val_idx)
+    val_loader = make_loader(
+        images, y, eval_batch, shuffle_seed=None, rows=val_idx, targets=targets
+    )
     precision = resolve_precision(t["precision"], hw.accelerator)
     best_cb, last_cb = _checkpoint_callbacks(fold_dir / "checkpoints")
     trainer = _trainer(cfg, hw, precision, fold_dir, [best_cb, last_cb], progress)
@@ -184,6 +205,7 @@ def fit_fold(
         shuffle_seed=seed,
         drop_last=drop_single_last_batch(len(train_idx), t["batch_size"], trainer.world_size),
         rows=train_idx,
+        targets=targets,
     )
     last = fold_dir / "checkpoints" / "last.ckpt"
     ckpt_path = str(last) if (resume and last.is_file()) else None
@@ -194,7 +216,7 @@ def fit_fold(
     if not trainer.is_global_zero:
         return None
     best_path = best_cb.best_model_path or last_cb.last_model_path or str(last)
-    probs = predict_probs(load_module(best_path).net, images[test_idx], batch_size=eval_batch)
+    probs = predict_outputs(load_module(best_path).net, images[test_idx], batch_size=eval_batch)
     score = best_cb.best_model_score
     info = {
         "best_checkpoint": os.path.relpath(best_path, fold_dir),
@@ -210,6 +232,21 @@ def fit_fold(
     if writes_log:
         merge_kept_log(fold_dir)
     return probs, info
+
+
+def _tcool_targets(cfg: dict, tcool: np.ndarray | None, used: np.ndarray) -> np.ndarray | None:
+    """The cooling-time targets of a run with the head (checked on the maps ``used``), else None."""
+    if not cfg["model"].get("regression", False):
+        return None
+    if tcool is None:
+        raise UsageError(
+            "config model.regression=true: no cooling times were given to train on "
+            "(fit_fold(tcool=log10_tcool_targets(catalog, path)))"
+        )
+    tcool = np.asarray(tcool, dtype=np.float64)
+    if not np.isfinite(tcool[used]).all():
+        raise UsageError("config model.regression=true: a training map has no finite log10 t_cool")
+    return tcool
 
 
 def checkpoint_epoch(path: str | Path) -> int:
@@ -265,7 +302,16 @@ def merge_kept_log(fold_dir: Path) -> None:
 def predictions_frame(
     catalog: pd.DataFrame, idx: np.ndarray, probs: np.ndarray, fold: int
 ) -> pd.DataFrame:
-    """The rows of predictions.csv for one fold's test images."""
+    """The rows of predictions.csv for one fold's test images.
+
+    ``probs`` is (n, 3), or (n, 5) with the cooling-time head's ``mu`` and
+    ``sigma`` (log10 Gyr) after the probabilities: then the columns
+    :data:`TCOOL_COLUMNS` follow ``predicted``: ``log10_tcool`` (mu),
+    ``log10_tcool_sigma``, ``t_cool_gyr`` (the catalogue's, NaN where absent) and
+    ``predicted_from_tcool`` (the class of 10**mu Gyr by the 1.0 / 7.7 Gyr
+    thresholds, :func:`coolcore.data.catalog.labels_from_t_cool`).
+    """
+    probs = np.asarray(probs, dtype=np.float64)
     rows = catalog.iloc[idx]
     frame = pd.DataFrame(
         {
@@ -277,5 +323,13 @@ def predictions_frame(
     )
     for c, name in enumerate(CLASS_NAMES):
         frame[f"p_{name}"] = probs[:, c]
-    frame["predicted"] = np.asarray(CLASS_NAMES)[probs.argmax(axis=1)]
+    n_classes = len(CLASS_NAMES)
+    frame["predicted"] = np.asarray(CLASS_NAMES)[probs[:, :n_classes].argmax(axis=1)]
+    if probs.shape[1] > n_classes:
+        mu = probs[:, n_classes]
+        frame["log10_tcool"] = mu
+        frame["log10_tcool_sigma"] = probs[:, n_classes + 1]
+        true = rows["t_cool_gyr"] if "t_cool_gyr" in rows else pd.Series(np.nan, index=rows.index)
+        frame["t_cool_gyr"] = pd.to_numeric(true, errors="coerce").to_numpy(dtype=np.float64)
+        frame["predicted_from_tcool"] = np.asarray(CLASS_NAMES)[labels_from_t_cool(10.0**mu)]
     return frame

@@ -1,17 +1,28 @@
 """The in-memory training data: a data set over one tensor, an epoch-seeded shuffle,
-and the DataLoader :func:`coolcore.train.fit.fit_fold` and ``coolcore bench`` use."""
+the DataLoader :func:`coolcore.train.fit.fit_fold` and ``coolcore bench`` use, and
+the cooling-time targets of the regression head (:func:`log10_tcool_targets`).
+
+A batch is ``(images, labels)``, or ``(images, labels, log10_tcool)`` when the
+loader is given cooling-time targets (``model.regression``).
+"""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Sampler
+
+from coolcore.errors import UsageError
 
 __all__ = [
     "EpochSeededSampler",
     "InMemoryImages",
     "as_tensor_images",
     "drop_single_last_batch",
+    "log10_tcool_targets",
     "make_loader",
 ]
 
@@ -22,28 +33,38 @@ class InMemoryImages(torch.utils.data.Dataset):
     ``__getitems__`` hands the DataLoader a whole batch at once, so there is no
     per-sample Python work and no file read in the training loop.  With ``rows``
     the data set is those rows of ``images`` and ``labels`` (a fold's training
-    part, say) without copying them.
+    part, say) without copying them.  With ``targets`` (one float per map, e.g.
+    log10 of the cooling time) a sample is ``(image, label, target)``.
     """
 
     def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor | None = None
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        rows: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
     ) -> None:
         self.images = images
         self.labels = labels
+        self.targets = targets
         self.rows = None if rows is None else torch.as_tensor(rows, dtype=torch.long)
 
     def __len__(self) -> int:
         return len(self.labels) if self.rows is None else len(self.rows)
 
+    def _take(self, index):
+        if self.targets is None:
+            return self.images[index], self.labels[index]
+        return self.images[index], self.labels[index], self.targets[index]
+
     def __getitem__(self, i: int):
-        j = i if self.rows is None else int(self.rows[i])
-        return self.images[j], self.labels[j]
+        return self._take(i if self.rows is None else int(self.rows[i]))
 
     def __getitems__(self, idx: list[int]):
         index = torch.as_tensor(idx, dtype=torch.long)
         if self.rows is not None:
             index = self.rows[index]
-        return self.images[index], self.labels[index]
+        return self._take(index)
 
 
 def _batch_as_is(batch):
@@ -77,10 +98,14 @@ def make_loader(
     shuffle_seed: int | None,
     drop_last: bool = False,
     rows: np.ndarray | torch.Tensor | None = None,
+    targets: np.ndarray | torch.Tensor | None = None,
 ) -> DataLoader:
     """A DataLoader over in-memory tensors (only ``rows`` of them if given, not copied);
-    shuffled by epoch when a seed is given."""
-    ds = InMemoryImages(images, labels, rows)
+    shuffled by epoch when a seed is given; ``targets`` (float per map) adds a third
+    element to each batch."""
+    if targets is not None:
+        targets = torch.as_tensor(np.asarray(targets, dtype=np.float32))
+    ds = InMemoryImages(images, labels, rows, targets)
     sampler = EpochSeededSampler(len(ds), shuffle_seed) if shuffle_seed is not None else None
     return DataLoader(
         ds,
@@ -108,3 +133,41 @@ def drop_single_last_batch(n_train: int, batch_size: int, world_size: int = 1) -
 def as_tensor_images(images: np.ndarray) -> torch.Tensor:
     """(N, S, S) float32 NumPy -> (N, 1, S, S) tensor sharing memory."""
     return torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).unsqueeze(1)
+
+
+def log10_tcool_targets(catalog: pd.DataFrame, source: str | os.PathLike) -> np.ndarray:
+    """log10 of every map's central cooling time in Gyr: the regression head's targets.
+
+    Parameters
+    ----------
+    catalog : pandas.DataFrame
+        The data set's catalogue (:func:`coolcore.data.catalog.read_catalog`).
+    source : path
+        The catalogue file, named in the message.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N,) float64.
+
+    Raises
+    ------
+    coolcore.errors.UsageError
+        No ``t_cool_gyr`` column, or a row whose value is missing, not finite or
+        not positive: ``model.regression`` needs a cooling time for every map.
+    """
+    if "t_cool_gyr" not in catalog:
+        raise UsageError(
+            f"{source}: no t_cool_gyr column; model.regression=true needs the central "
+            "cooling time of every map (or set model.regression=false)"
+        )
+    t = pd.to_numeric(catalog["t_cool_gyr"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(~(np.isfinite(t) & (t > 0)))
+    if bad.size:
+        ids = ", ".join(str(v) for v in catalog["image_id"].iloc[bad[:3]])
+        more = f" and {bad.size - 3} more" if bad.size > 3 else ""
+        raise UsageError(
+            f"{source}: t_cool_gyr missing or not positive for {bad.size} map(s) (image_id "
+            f"{ids}{more}); model.regression=true needs a positive cooling time for every map"
+        )
+    return np.log10(t)

@@ -3,7 +3,10 @@
 :class:`ClusterClassifier` wraps :func:`coolcore.nn.model.build_network` of the
 run config (its pretrained trunks read by :func:`coolcore.train.weights.read_trunk_state`),
 :func:`coolcore.nn.losses.total_loss` with the fold's class weights, Adam and
-StepLR, and logs the validation macro-F1 that picks the best epoch.
+StepLR, and logs the validation macro-F1 that picks the best epoch.  With the
+cooling-time head (``model.regression``) a batch carries log10 t_cool as its
+third element, the loss gains its Gaussian likelihood, and ``train_tcool_nll`` /
+``val_tcool_nll`` are logged beside the losses.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from coolcore.nn.losses import total_loss
 from coolcore.nn.model import build_network
 from coolcore.train.weights import read_trunk_state
 
-__all__ = ["ClusterClassifier", "load_module", "predict_probs"]
+__all__ = ["ClusterClassifier", "load_module", "predict_outputs", "predict_probs"]
 
 
 class ClusterClassifier(pl.LightningModule):
@@ -55,23 +58,51 @@ class ClusterClassifier(pl.LightningModule):
         self._compiled = [torch.compile(self.net)] if cfg["train"]["compile"] else []
         self.register_buffer("class_weight", torch.tensor(class_weight, dtype=torch.float32))
         self.alphas = tuple(cfg["loss"]["alphas"])
+        self.regression_weight = float(cfg["loss"].get("regression_weight", 1.0))
         self._val_probs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor):
         return self._compiled[0](x) if self._compiled else self.net(x)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
+    def _loss(self, batch, stage: str):
+        """The batch's network outputs and total loss; logs the cooling-time term if any."""
+        x, y, *rest = batch
         out = self(x)
-        loss, _ = total_loss(out, y, self.class_weight, self.alphas)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        loss, parts = total_loss(
+            out,
+            y,
+            self.class_weight,
+            self.alphas,
+            tcool=rest[0] if rest else None,
+            regression_weight=self.regression_weight,
+        )
+        if "loss_tcool" in parts:
+            self.log(
+                f"{stage}_tcool_nll",
+                parts["loss_tcool"],
+                on_step=False,
+                on_epoch=True,
+                batch_size=len(y),
+                sync_dist=stage == "val",
+            )
+        return out, loss
+
+    def training_step(self, batch, batch_idx):
+        _, loss = self._loss(batch, "train")
+        self.log(
+            "train_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(batch[1]),
+        )
         return loss
 
     def validation_step(self, batch, batch_idx):
-        x, y = batch
-        out = self(x)
-        loss, _ = total_loss(out, y, self.class_weight, self.alphas)
+        out, loss = self._loss(batch, "val")
+        y = batch[1]
         self.log("val_loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         self._val_probs.append(out.logits.float().softmax(dim=1).detach())
         self._val_targets.append(y.detach())
@@ -133,4 +164,31 @@ def predict_probs(
         out.append(net(x).logits.float().softmax(dim=1).cpu())
     if not out:
         return np.zeros((0, len(CLASS_NAMES)), dtype=np.float64)
+    return torch.cat(out).double().numpy()
+
+
+@torch.no_grad()
+def predict_outputs(
+    net: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 64
+) -> np.ndarray:
+    """Class probabilities, and the cooling-time Gaussian where the network has the head.
+
+    Returns
+    -------
+    numpy.ndarray
+        (n, 3) as :func:`predict_probs`; for a network with ``regression``
+        (n, 5): the probabilities, then ``mu`` and ``sigma`` of log10 t_cool / Gyr.
+    """
+    net.eval()
+    device = next(net.parameters()).device
+    width = len(CLASS_NAMES) + (2 if getattr(net, "regression", False) else 0)
+    out = []
+    for start in range(0, len(images), batch_size):
+        result = net(images[start : start + batch_size].to(device))
+        cols = [result.logits.float().softmax(dim=1)]
+        if result.tcool_mu is not None:
+            cols += [result.tcool_mu.float()[:, None], result.tcool_sigma.float()[:, None]]
+        out.append(torch.cat(cols, dim=1).cpu())
+    if not out:
+        return np.zeros((0, width), dtype=np.float64)
     return torch.cat(out).double().numpy()

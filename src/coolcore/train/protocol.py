@@ -179,11 +179,18 @@ def run_cv(
         dataset = load_data(data, cfg, progress=progress)
     folds = make_folds(dataset, cfg, data)
     n_folds = len(folds)
+    tcool = None
+    if cfg["model"].get("regression", False):  # before anything is written
+        from coolcore.train.loaders import log10_tcool_targets
+
+        tcool = log10_tcool_targets(dataset.catalog, _catalog_of(data))
     if fold is not None and not 0 <= fold < n_folds:
         raise UsageError(f"--fold {fold}: must lie in [0, {n_folds - 1}] for {n_folds} folds")
     check_model_and_hardware(cfg, hardware)
     todo = [fold] if fold is not None else list(range(n_folds))
-    options = dict(hardware=hardware, progress=progress, keep=keep_checkpoints, quiet=quiet)
+    options = dict(
+        hardware=hardware, progress=progress, keep=keep_checkpoints, quiet=quiet, tcool=tcool
+    )
     if not writer:
         _train_folds(RunFolder(partial), dataset, folds, todo, cfg, **options)
         return partial
@@ -206,7 +213,7 @@ def run_cv(
                 quiet,
             )
             return partial
-        metrics = finalise_cv(partial, n_folds)
+        metrics = finalise_cv(partial, n_folds, dataset=dataset, folds=folds)
         lock.release()
     finish_run_dir(partial, final)
     lo, hi = metrics["macro_f1_ci"]
@@ -219,7 +226,7 @@ def run_cv(
 
 
 def _train_folds(
-    run: RunFolder, dataset, folds, todo, cfg, *, hardware, progress, keep, quiet
+    run: RunFolder, dataset, folds, todo, cfg, *, hardware, progress, keep, quiet, tcool=None
 ) -> None:
     """Train the folds ``todo`` that are not done yet; write each one's results."""
     from coolcore.train.fit import checkpoint_epoch, fit_fold, predictions_frame
@@ -250,6 +257,7 @@ def _train_folds(
             resume=True,
             progress=progress,
             keep_checkpoint=keep,
+            tcool=tcool,
         )
         if result is None:  # not the global-zero process of a distributed run
             _barrier()
@@ -308,8 +316,13 @@ def _is_global_zero() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
-def finalise_cv(run: str | Path, n_folds: int) -> dict:
-    """Merge the folds' predictions; write metrics.json and the figures."""
+def finalise_cv(run: str | Path, n_folds: int, *, dataset=None, folds=None) -> dict:
+    """Merge the folds' predictions; write metrics.json and the figures.
+
+    With the cooling-time head (``log10_tcool`` in the predictions) metrics.json
+    gains a ``regression`` block (:func:`coolcore.evaluate.regression.regression_report`;
+    its concentration baseline needs the run's ``dataset`` and ``folds``).
+    """
     from coolcore.evaluate.metrics import compute_metrics
     from coolcore.evaluate.plots import plot_confusion_matrix, plot_learning_curves
 
@@ -318,6 +331,10 @@ def finalise_cv(run: str | Path, n_folds: int) -> dict:
     folder.write_predictions(preds)
     metrics = compute_metrics(preds)
     metrics["folds"] = {str(k): folder.read_fold_info(k) for k in range(n_folds)}
+    if "log10_tcool" in preds:
+        from coolcore.evaluate.regression import regression_report
+
+        metrics["regression"] = regression_report(preds, dataset=dataset, folds=folds)
     folder.write_metrics(metrics)
     plot_confusion_matrix(metrics, folder.figure("confusion_matrix.png"))
     history = learning_history(run, n_folds)
