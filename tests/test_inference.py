@@ -581,7 +581,7 @@ def test_pixel_scale_from_wcs_and_redshift(tmp_path):
     from astropy import units as u
     from astropy.cosmology import Planck18
 
-    from coolcore.data.inputs import map_pixel_kpc
+    from coolcore.data.scale import map_pixel_kpc
 
     h = fits.Header()
     h.update(

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from coolcore.data.inputs import MapInput, header_scale_and_unit, input_window_px
+from coolcore.data.inputs import MapInput, input_window_px
+from coolcore.data.scale import header_scale_and_unit
 from coolcore.errors import CoolcoreError, ImageError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coolcore import CLASS_NAMES, __version__
+from coolcore.apps.devices import resolve_device
 from coolcore.apps.export import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -42,7 +43,7 @@ from coolcore.apps.export import (
     one_line,
     state_from_checkpoint,
 )
-from coolcore.apps.trained import TrainedModel, resolve_device
+from coolcore.apps.trained import TrainedModel
 from coolcore.errors import CoolcoreError, DataError, UsageError
 from coolcore.runs.atomic import file_sha256
 from coolcore.runs.folder import RunFolder, read_json
@@ -290,7 +291,7 @@ def load_model(
         ``weights_only=True``, form the ensemble).
     device : str, optional
         ``"cpu"``, ``"cuda"`` ... (default: CUDA when available); checked by
-        :func:`coolcore.apps.trained.resolve_device` before anything is read.
+        :func:`coolcore.apps.devices.resolve_device` before anything is read.
 
     Returns
     -------

@@ -304,29 +304,8 @@ def _add_map_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def add_inference_commands(sub) -> None:
-    """Register ``export``, ``predict``, ``explain`` and ``report`` on ``sub``.
-
-    Parameters
-    ----------
-    sub : argparse._SubParsersAction
-        What ``parser.add_subparsers(...)`` returned in :func:`coolcore.cli.main.build_parser`.
-    """
-
-    p = sub.add_parser(
-        "export",
-        help="make a model folder from a cv run (all folds as an ensemble)",
-        formatter_class=formatter,
-        description="Write MODEL_DIR: model.json (config, variant, preprocessing, class names,\n"
-        "training pixel scale, versions, SHA-256 of each weight file) and one\n"
-        "fold_XX.safetensors per fold. Loading never unpickles code.",
-    )
-    p.add_argument("run", metavar="RUN", help="a finished cv run folder (or ABLATION/all/rep_00)")
-    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder to write")
-    p.add_argument("--fold", type=nonneg_int, metavar="K", help="export only fold K's model")
-    p.add_argument("--force", action="store_true", help="replace an existing MODEL_DIR")
-    p.set_defaults(func=cmd_export)
-
+def _add_predict_parser(sub) -> None:
+    """Register ``predict`` on ``sub``."""
     p = sub.add_parser(
         "predict",
         help="classify maps with a trained model (CSV of probabilities)",
@@ -351,6 +330,32 @@ def add_inference_commands(sub) -> None:
     p.add_argument("--out", required=True, metavar="CSV", help="predictions CSV to write")
     _add_map_options(p)
     p.set_defaults(func=cmd_predict)
+
+
+def add_inference_commands(sub) -> None:
+    """Register ``export``, ``predict``, ``explain`` and ``report`` on ``sub``.
+
+    Parameters
+    ----------
+    sub : argparse._SubParsersAction
+        What ``parser.add_subparsers(...)`` returned in :func:`coolcore.cli.main.build_parser`.
+    """
+
+    p = sub.add_parser(
+        "export",
+        help="make a model folder from a cv run (all folds as an ensemble)",
+        formatter_class=formatter,
+        description="Write MODEL_DIR: model.json (config, variant, preprocessing, class names,\n"
+        "training pixel scale, versions, SHA-256 of each weight file) and one\n"
+        "fold_XX.safetensors per fold. Loading never unpickles code.",
+    )
+    p.add_argument("run", metavar="RUN", help="a finished cv run folder (or ABLATION/all/rep_00)")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="model folder to write")
+    p.add_argument("--fold", type=nonneg_int, metavar="K", help="export only fold K's model")
+    p.add_argument("--force", action="store_true", help="replace an existing MODEL_DIR")
+    p.set_defaults(func=cmd_export)
+
+    _add_predict_parser(sub)
 
     p = sub.add_parser(
         "explain",

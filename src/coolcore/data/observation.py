@@ -55,6 +55,7 @@ import numpy as np
 from coolcore.data.checks import first_line, missing_file_problem, pixel_kpc_problem
 from coolcore.data.formats import choose_hdu, format_of, open_fits, quiet_astropy
 from coolcore.data.images import read_image
+from coolcore.data.resample import overlap_weights, ring_fill, window
 from coolcore.errors import ImageError, UsageError
 
 __all__ = ["DEFAULT_COSMOLOGY", "EXPOSURE_FRACTION", "LOW_COUNTS_WARNING", "MIN_SOURCE_COUNTS"]
@@ -295,16 +296,6 @@ def _valid_pixels(obs: Observation, counts: np.ndarray, fraction: float) -> tupl
     return exposure, valid & (exposure > 0) & (exposure >= fraction * top)
 
 
-def _window(a: np.ndarray, ky: np.ndarray, kx: np.ndarray, fill: Any) -> np.ndarray:
-    """``a[ky][:, kx]`` for consecutive indices, with ``fill`` where they lie off the array."""
-    out = np.full((ky.size, kx.size), fill, dtype=a.dtype)
-    y0, y1 = max(0, -ky[0]), min(ky.size, a.shape[0] - ky[0])
-    x0, x1 = max(0, -kx[0]), min(kx.size, a.shape[1] - kx[0])
-    if y1 > y0 and x1 > x0:
-        out[y0:y1, x0:x1] = a[ky[0] + y0 : ky[0] + y1, kx[0] + x0 : kx[0] + x1]
-    return out
-
-
 def _smoothed_peak(
     rate: np.ndarray, valid: np.ndarray, sigma: float, near: tuple | None = None
 ) -> tuple[float, float]:
@@ -315,8 +306,8 @@ def _smoothed_peak(
     b = max(1, int(sigma // 3))
     ny, nx = -(-rate.shape[0] // b), -(-rate.shape[1] // b)
     ky, kx = np.arange(ny * b), np.arange(nx * b)
-    num = _window(np.where(valid, rate, 0.0), ky, kx, 0.0).reshape(ny, b, nx, b).mean((1, 3))
-    den = _window(valid.astype(np.float64), ky, kx, 0.0).reshape(ny, b, nx, b).mean((1, 3))
+    num = window(np.where(valid, rate, 0.0), ky, kx, 0.0).reshape(ny, b, nx, b).mean((1, 3))
+    den = window(valid.astype(np.float64), ky, kx, 0.0).reshape(ny, b, nx, b).mean((1, 3))
     num = gaussian_filter(num, sigma / b, mode="constant", cval=0.0)
     den = gaussian_filter(den, sigma / b, mode="constant", cval=0.0)
     cut = 0.5 if (den > 0.5).any() else 0.0
@@ -349,9 +340,9 @@ def _centre(obs: Observation, rate: np.ndarray, valid: np.ndarray, p: float) -> 
     for _ in range(20):
         ix, iy = round(x), round(y)
         ky, kx = np.arange(iy - half, iy + half + 1), np.arange(ix - half, ix + half + 1)
-        ok = _window(valid, ky, kx, False)
+        ok = window(valid, ky, kx, False)
         masked = ~(ok & ok[::-1, ::-1])
-        box = _window(rate, ky, kx, 0.0)
+        box = window(rate, ky, kx, 0.0)
         if masked.all() or box[~masked].sum() <= 0:
             break
         (xc, yc), (x0, y0) = centroid_com(box, mask=masked), (x, y)
@@ -361,40 +352,21 @@ def _centre(obs: Observation, rate: np.ndarray, valid: np.ndarray, p: float) -> 
     return (x, y), "found"
 
 
-def _overlaps(c: float, side: float, grid: int) -> tuple[np.ndarray, np.ndarray]:
-    """Input indices ``k`` the square's extent touches, and ``W[i, k]`` (step 6)."""
-    lo = c - side / 2
-    k = np.arange(math.floor(lo + 0.5), math.ceil(lo + side - 0.5) + 1)
-    edges = lo + side * np.arange(grid + 1) / grid
-    w = np.minimum(edges[1:, None], k[None, :] + 0.5) - np.maximum(edges[:-1, None], k - 0.5)
-    return k, np.clip(w, 0.0, None)
-
-
-def _ring_fill(rate: np.ndarray, ok: np.ndarray, r: np.ndarray, width: float) -> np.ndarray:
-    """``rate`` with ``~ok`` pixels set to the interpolated ring-median profile (step 5)."""
-    values, bins = rate[ok], (r[ok] / width).astype(np.int16)  # < 100 annuli
-    values, n = values[np.argsort(bins, kind="stable")], np.bincount(bins)
-    start, has = np.cumsum(n) - n, np.flatnonzero(n)
-    median = np.array([np.median(values[start[i] : start[i] + n[i]]) for i in has])
-    positive = values[values > 0]
-    floor = float(positive.min()) if positive.size else float(np.finfo(float).tiny)
-    out = rate.copy()
-    out[~ok] = np.maximum(np.interp(r[~ok], (has + 0.5) * width, median), floor)
-    return out
-
-
 def _cut(name: str, rate: np.ndarray, valid: np.ndarray, centre: tuple, side: float, grid: int):
     """Fill and rebin the square (steps 5-6): image, mask, area weights, valid, radii, indices."""
-    (ky, wy), (kx, wx) = _overlaps(centre[1], side, grid), _overlaps(centre[0], side, grid)
+    (ky, wy), (kx, wx) = (
+        overlap_weights(centre[1], side, grid),
+        overlap_weights(centre[0], side, grid),
+    )
     area = np.outer(wy.sum(axis=0), wx.sum(axis=0))
-    area *= _window(np.ones(rate.shape, dtype=bool), ky, kx, False)
+    area *= window(np.ones(rate.shape, dtype=bool), ky, kx, False)
     if (off := 1.0 - float(area.sum()) / side**2) > 0.5:
         raise ImageError(f"{name}: {100 * off:.0f}% of the field lies outside the image (> 50%)")
-    ok = _window(valid, ky, kx, False)
+    ok = window(valid, ky, kx, False)
     if not (area * ok).any():
         raise ImageError(f"{name}: zero exposure across the field")
     r = np.hypot(ky[:, None] - centre[1], kx[None, :] - centre[0])
-    filled = _ring_fill(_window(rate, ky, kx, np.nan), ok, r, max(1.0, 0.01 * side))
+    filled = ring_fill(window(rate, ky, kx, np.nan), ok, r, max(1.0, 0.01 * side))
     from scipy.sparse import csr_array
 
     wy, wx = csr_array(wy), csr_array(wx)  # W @ A: each row of W, few columns
@@ -445,7 +417,7 @@ def prepare_observation(
     bkg, rate = np.asarray(bkg, dtype=np.float64), np.full_like(counts, np.nan)
     rate[valid] = (counts[valid] - bkg[valid]) / exposure[valid]
     image, mask, area, ok, r, (ky, kx) = _cut(obs.name, rate, valid, (cx, cy), side, grid)
-    excess = _window(counts, ky, kx, 0.0) - _window(bkg, ky, kx, 0.0)
+    excess = window(counts, ky, kx, 0.0) - window(bkg, ky, kx, 0.0)
     total = float((area * np.where(ok, excess, 0.0)).sum())
     off = max(0.0, 1.0 - float(area.sum()) / side**2)
     core = 1.0 - float(ok[r <= max(0.1 * side, float(r.min()))].mean())

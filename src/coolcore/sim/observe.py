@@ -47,9 +47,6 @@ from coolcore.sim.projection import SUBSAMPLE, render_projection
 
 __all__ = [
     "AGN_LOG_LUMINOSITY",
-    "OBSERVED_DISTANCE_MPC",
-    "OBSERVED_EFFECTIVE_AREA_CM2",
-    "OBSERVED_PHOTON_KEV",
     "COARSE_FACTOR",
     "LOGN_LOGS",
     "Observation",
@@ -59,7 +56,6 @@ __all__ = [
     "cluster_luminosity_image",
     "draw_placement",
     "draw_pointing",
-    "expected_counts",
     "kpc_per_arcsec",
     "luminosity_distance_cm",
     "observe_projection",
@@ -90,36 +86,6 @@ or the largest odd factor whose pixel still fits in the PSF's HEW if that is lar
 
 FIELD_MARGIN = 1.1
 """The fine rendering grid covers ``FIELD_MARGIN x fov_kpc`` around the cluster."""
-
-
-# ------------------------------------------------------- the flat observed mode
-
-OBSERVED_EFFECTIVE_AREA_CM2 = 400.0
-OBSERVED_DISTANCE_MPC = 230.0
-OBSERVED_PHOTON_KEV = 2.0
-"""The flat observed mode (``simulate_sample(observed=True)``) puts the cluster at
-230 Mpc (z ~ 0.05), collects with 400 cm^2 and counts photons of 2 keV."""
-
-_MPC_CM = 3.0857e24
-
-
-def expected_counts(
-    image: NDArray[np.float64], pixel_kpc: float, exposure_ks: float, background: float
-) -> NDArray[np.float64]:
-    """Expected photon counts per pixel for a map of line-of-sight emissivity (erg s^-1 cm^-2).
-
-    ``S A_pix t A_eff / (4 pi D^2 E_ph) + background t_ks`` with ``A_pix`` the pixel
-    area in cm^2, ``t`` the exposure in s, ``A_eff = 400 cm^2``, ``D = 230 Mpc`` and
-    ``E_ph = 2 keV`` (see the ``OBSERVED_*`` constants); ``background`` is in counts
-    per pixel per ks.
-    """
-    area_pix_cm2 = (pixel_kpc * ph.KPC_CM) ** 2
-    dist_cm = OBSERVED_DISTANCE_MPC * _MPC_CM
-    t_s = exposure_ks * 1e3
-    rate_per_sb = (area_pix_cm2 * OBSERVED_EFFECTIVE_AREA_CM2 / (4 * math.pi * dist_cm**2)) / (
-        OBSERVED_PHOTON_KEV * KEV_ERG
-    )
-    return image * rate_per_sb * t_s + background * exposure_ks
 
 
 # ------------------------------------------------------------------------- physics

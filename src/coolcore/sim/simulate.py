@@ -31,11 +31,11 @@ from numpy.typing import NDArray
 
 from coolcore import CLASS_NAMES, __version__
 from coolcore.errors import UsageError
+from coolcore.sim.flat import expected_counts
 from coolcore.sim.instruments import INSTRUMENTS
 from coolcore.sim.observe import (
     draw_placement,
     draw_pointing,
-    expected_counts,
     observe_projection,
     write_observation,
 )
@@ -79,7 +79,7 @@ def observe_counts(
 ) -> NDArray[np.float64]:
     """Poisson photon counts for a map of line-of-sight emissivity (erg s^-1 cm^-2).
 
-    The means are :func:`coolcore.sim.observe.expected_counts`.  A map that expects fewer than
+    The means are :func:`coolcore.sim.flat.expected_counts`.  A map that expects fewer than
     :data:`MIN_EXPECTED_COUNTS` counts in all is no observation: it raises
     :class:`~coolcore.errors.UsageError` naming ``name`` and the exposure that
     would give that many.
