@@ -136,3 +136,47 @@ def test_accept_cooling_times_reproduced():
     ours = ph.cooling_time_gyr(table["nelec"].to_numpy(), table["clustemp"].to_numpy())
     ratio = np.median(ours / table["tcool3/2"].to_numpy())
     assert abs(ratio - 1.0) < 0.15, ratio
+
+
+def _cdf_by_quadrature(m, lo, hi, slope, cutoff):
+    """CDF of dN/dlnM ~ M^slope exp(-M / Mc) on [lo, hi] by numerical integration in ln M."""
+    from scipy import integrate
+
+    def density(lnm):
+        return math.exp(slope * (lnm - math.log(lo)) - (math.exp(lnm) - lo) / cutoff)
+
+    total = integrate.quad(density, math.log(lo), math.log(hi), limit=200)[0]
+    return integrate.quad(density, math.log(lo), math.log(m), limit=200)[0] / total
+
+
+@pytest.mark.parametrize(("slope", "cutoff"), [(-1.4, math.inf), (1.75, 10**14.56), (0.8, 3e14)])
+def test_m500_quantile_inverts_the_mass_distribution(slope, cutoff):
+    # u -> M and back through the CDF integrated by quadrature (an independent reference).
+    lo, hi = 10**13.75, 10**15.4
+    u = np.array([0.0, 0.02, 0.1, 0.37, 0.5, 0.81, 0.99, 1.0])
+    m = ph.m500_quantile(u, (lo, hi), slope, cutoff)
+    assert np.all(np.diff(m) > 0)
+    assert m[0] == pytest.approx(lo, rel=1e-9) and m[-1] == pytest.approx(hi, rel=1e-9)
+    back = [_cdf_by_quadrature(x, lo, hi, slope, cutoff) for x in m]
+    np.testing.assert_allclose(back, u, atol=1e-6)
+
+
+def test_m500_quantile_is_a_truncated_gamma_distribution():
+    # dN/dlnM ~ M^k exp(-M/Mc) is a gamma distribution of M with shape k, scale Mc.
+    from scipy import stats
+
+    lo, hi, k, mc = 1e14, 2e15, 1.75, 4e14
+    dist = stats.gamma(k, scale=mc)
+    u = np.linspace(0.05, 0.95, 7)
+    expected = dist.ppf(dist.cdf(lo) + u * (dist.cdf(hi) - dist.cdf(lo)))
+    np.testing.assert_allclose(ph.m500_quantile(u, (lo, hi), k, mc), expected, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("m_range", "slope", "cutoff"),
+    [((1e15, 1e14), 1.0, 1e14), ((0.0, 1e15), 1.0, 1e14), ((1e14, 1e15), 0.0, math.inf),
+     ((1e14, 1e15), -1.4, 3e14)],
+)  # fmt: skip
+def test_m500_quantile_refuses_an_impossible_distribution(m_range, slope, cutoff):
+    with pytest.raises(ValueError, match="^m500_quantile: needs"):
+        ph.m500_quantile(0.5, m_range, slope, cutoff)

@@ -8,8 +8,12 @@ catalogue written by ``simulate_sample``, and the ACCEPT catalogue itself
 
 Tolerances of the population comparison (docs/population.md): medians of log10 K0
 and log10 tcool20 within 0.3 dex of ACCEPT's, median Tx within 30%, KS D on
-log10 tcool20 below 0.5.  The Tx tolerance fails on the default sample and is marked
-``xfail(strict=True)`` with the measured numbers, so that it fails when fixed.
+log10 tcool20 below 0.5 and on log10 Tx below 0.15.  A known departure, K0 at 2-5 keV,
+is marked ``xfail(strict=True)`` with the measured numbers, so that it fails when fixed.
+
+The disturbances must come from the physics, not the label: an exact relabelling
+test, a source-level test of ``coolcore.sim.disturbances`` and (slow) a comparison of
+the rates of two labels in a narrow bin of cooling time at each class boundary.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy import units as u
+from numpy.typing import NDArray
 from scipy import optimize, stats
 
 from coolcore.errors import CatalogError, UsageError
@@ -32,6 +37,7 @@ ACCEPT_CSV = Path(__file__).resolve().parent / "data" / "accept" / "accept_popul
 DEX_TOL = 0.3  # medians of log10 K0 and log10 tcool20
 TX_TOL = 0.30  # median Tx, relative
 KS_MAX = 0.5  # KS D on log10 tcool20
+TX_KS_MAX = 0.15  # KS D on log10 Tx (the 1% critical value for 300 vs 241 is 0.14)
 
 
 @pytest.fixture(scope="module")
@@ -206,13 +212,14 @@ def test_match_temperature_gives_accepts_histogram(accept):
 # -------------------------------------------------------------------- comparison
 
 
-@pytest.mark.filterwarnings("ignore:p-value floored")
+@pytest.mark.filterwarnings("ignore:p-value")
 def test_compare_populations_matches_scipy_on_log_values(default_sim, accept):
     table = pop.compare_populations(default_sim, accept)
     assert list(table.index) == ["K0", "tcool20", "Tx"]
     for column in table.index:
         x, y = default_sim[column].to_numpy(), accept[column].to_numpy()
-        lx, ly = (np.log10(np.where(v > 0, v, 1e-20)) for v in (x, y))  # K0 = 0: lowest
+        floor = 0.1 * min(v[v > 0].min() for v in (x, y))  # K0 = 0: the lowest value
+        lx, ly = (np.log10(np.where(v > 0, v, floor)) for v in (x, y))
         assert table.loc[column, "ks_D"] == pytest.approx(stats.ks_2samp(lx, ly).statistic)
         ad = stats.anderson_ksamp([lx, ly], variant="midrank").statistic
         assert table.loc[column, "ad_stat"] == pytest.approx(ad, rel=1e-9)
@@ -224,28 +231,30 @@ def test_compare_populations_matches_scipy_on_log_values(default_sim, accept):
 
 
 def test_median_k0_within_tolerance(default_sim, accept):
-    # (c) measured, seed 0: +0.04 dex (sim 58.6, ACCEPT 53.5 keV cm^2)
+    # (c) measured, seed 0: +0.14 dex (sim 73.1, ACCEPT 53.5 keV cm^2)
     assert abs(_median_dex(default_sim, accept, "K0")) < DEX_TOL
 
 
 def test_median_tcool20_within_tolerance(default_sim, accept):
-    # (c) measured, seed 0: +0.20 dex (sim 5.6 Gyr, ACCEPT 3.5 Gyr)
+    # (c) measured, seed 0: +0.13 dex (sim 4.78 Gyr, ACCEPT 3.55 Gyr)
     assert abs(_median_dex(default_sim, accept, "tcool20")) < DEX_TOL
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="median Tx 1.74 keV (simulated, 300 clusters, seed 0) vs 5.80 keV (ACCEPT): "
-    "-70%, -0.52 dex; the mass function dN/dlnM ~ M^-1.4 above 10^13.75 Msun is "
-    "group-dominated, ACCEPT an archival sample of massive clusters",
-)
 def test_median_tx_within_tolerance(default_sim, accept):
+    # (c) measured, seed 0: -3.6% (sim 5.59, ACCEPT 5.80 keV); with the former
+    # group-dominated mass function -70% (1.74 keV)
     sim_tx, acc_tx = np.median(default_sim["Tx"]), np.median(accept["Tx"])
     assert abs(sim_tx / acc_tx - 1.0) < TX_TOL
 
 
+def test_ks_on_log_tx(default_sim, accept):
+    # measured, seed 0: D = 0.080 (p = 0.34); before the archive-like mass prior 0.73
+    result = stats.ks_2samp(np.log10(default_sim["Tx"]), np.log10(accept["Tx"]))
+    assert result.statistic < TX_KS_MAX
+
+
 def test_ks_on_log_tcool20(default_sim, accept):
-    # (d) measured, seed 0: D = 0.18 (p = 2e-4), AD statistic 11.4 (p < 0.001)
+    # (d) measured, seed 0: D = 0.131 (p = 0.018), AD statistic 7.8 (p < 0.001)
     lx, ly = np.log10(default_sim["tcool20"]), np.log10(accept["tcool20"])
     result = stats.ks_2samp(lx, ly)
     print(f"KS on log10 tcool20: D = {result.statistic:.3f}, p = {result.pvalue:.2g}")
@@ -260,7 +269,7 @@ def even_pool() -> pd.DataFrame:
 
 @pytest.mark.slow
 def test_matched_class_mix_within_tolerance(accept, even_pool):
-    # measured: mix 25.1 / 56.4 / 18.5%, 1417 clusters; K0 -0.07 dex, tcool20 +0.09 dex
+    # measured: mix 15.5 / 62.5 / 22.0%, 1279 clusters; K0 +0.06 dex, tcool20 +0.08 dex
     matched = pop.subsample_class_mix(even_pool, pop.matched_class_mix(accept, even_pool))
     got, want = pop.accept_class_mix(matched), pop.accept_class_mix(accept)
     np.testing.assert_allclose(got, want, atol=0.02)
@@ -271,14 +280,154 @@ def test_matched_class_mix_within_tolerance(accept, even_pool):
 
 @pytest.mark.slow
 def test_tx_window_comparison(accept, even_pool):
-    # Tx 2-5 keV, class mix matched in the window, Tx matched (4 bins).  Measured: 88
-    # simulated vs 85 ACCEPT; tcool20 +0.10 dex, Tx +0.00 dex, K0 +0.31 dex (KS D 0.32):
-    # K0 is not asserted, its median difference is within one standard error (~0.09
-    # dex) of the 0.3 dex tolerance (see docs/population.md).
-    acc_w, pool_w = (t[t["Tx"].between(*pop.TX_WINDOW_KEV)] for t in (accept, even_pool))
-    mixed = pop.subsample_class_mix(pool_w, pop.matched_class_mix(acc_w, pool_w))
-    window = pop.match_temperature(mixed, acc_w, n_bins=4)
+    # Tx 2-5 keV, class mix matched in the window, Tx matched (4 bins).  Measured: 340
+    # simulated vs 85 ACCEPT; tcool20 +0.16 dex, Tx -0.00 dex (K0: the next test).
+    acc_w, window = _tx_window(accept, even_pool)
     assert len(window) > 50
     assert abs(np.median(window["Tx"]) / np.median(acc_w["Tx"]) - 1.0) < TX_TOL
     assert abs(_median_dex(window, acc_w, "tcool20")) < DEX_TOL
-    print(f"Tx 2-5 keV: K0 median {_median_dex(window, acc_w, 'K0'):+.2f} dex")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="K0 at 2-5 keV (Tx and class mix matched): +0.39 dex, median 56.5 (340 simulated) "
+    "vs 23.1 keV cm^2 (85 ACCEPT), KS D 0.38, bootstrap s.e. 0.066 dex; the simulated "
+    "entropy profiles are too flat inside 20 kpc and between 20 and 100 kpc (K100 -0.19 dex)",
+)
+def test_tx_window_k0_within_tolerance(accept, even_pool):
+    acc_w, window = _tx_window(accept, even_pool)
+    assert abs(_median_dex(window, acc_w, "K0")) < DEX_TOL
+
+
+def _tx_window(accept: pd.DataFrame, pool: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ACCEPT in 2-5 keV, and the pool there matched to its class mix and Tx histogram."""
+    acc_w, pool_w = (t[t["Tx"].between(*pop.TX_WINDOW_KEV)] for t in (accept, pool))
+    mixed = pop.subsample_class_mix(pool_w, pop.matched_class_mix(acc_w, pool_w))
+    return acc_w, pop.match_temperature(mixed, acc_w, n_bins=4)
+
+
+# --------------------------------------------- disturbances: physics, not the label
+
+
+def _disturbance_record(model) -> tuple:
+    """Everything ``draw_disturbances`` decides, as exact numbers."""
+    clumps = tuple((c.kind, c.amplitude, *c.center_kpc, *c.shape_matrix.ravel()) for c in
+                   model.clumps)  # fmt: skip
+    cavities = tuple((c.radius_kpc, c.fill, *c.center_kpc) for c in model.cavities)
+    s = model.sloshing
+    spiral = None if s is None else (s.amplitude, s.pitch_kpc, s.phase, *s.normal)
+    return clumps, cavities, spiral, model.fluct_rms, model.fluct_scale_kpc, model.noise_seed
+
+
+def test_disturbances_do_not_read_the_label(monkeypatch):
+    # Rename the classes (CC -> WCC -> NCC -> CC) where the label is computed and ask
+    # for the renamed label with the same generator: the same gas is kept, and if the
+    # disturbances depend on nothing but the physics, every one of them is the same.
+    import coolcore.sim.population as sim_pop
+
+    seeds_labels = [(seed, label) for seed in range(4) for label in ("CC", "WCC", "NCC")]
+    models = [sim_pop.draw_cluster(np.random.default_rng(s), lab) for s, lab in seeds_labels]
+    rename = {"CC": "WCC", "WCC": "NCC", "NCC": "CC"}
+    real = ph.label_from_tcool
+    monkeypatch.setattr(ph, "label_from_tcool", lambda t: np.array([rename[v] for v in real(t)]))
+    n_disturbed = 0
+    for (seed, label), model in zip(seeds_labels, models, strict=True):
+        twin = sim_pop.draw_cluster(np.random.default_rng(seed), rename[label])
+        assert twin.label == rename[label] and twin.t_cool_gyr == model.t_cool_gyr
+        assert twin.relaxedness == model.relaxedness
+        assert _disturbance_record(twin) == _disturbance_record(model), (seed, label)
+        n_disturbed += bool(model.cavities) + (model.sloshing is not None)
+    assert n_disturbed > 3  # the comparison did cover cavities and spirals
+
+
+def _names_in(tree) -> set[str]:
+    import ast
+
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            names.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            names.add(node.attr)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+        elif isinstance(node, ast.alias):
+            names.add(node.asname or node.name)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            names.add(node.value)
+    return names
+
+
+def test_disturbance_code_takes_physical_variables_only():
+    # Source-level: the disturbance module never names a label, a class or the class
+    # names, and its entry point takes a generator, a physical state and the rates.
+    import ast
+    import dataclasses
+    import inspect
+
+    from coolcore.sim import disturbances as dist
+
+    assert list(inspect.signature(dist.draw_disturbances).parameters) == ["rng", "state", "prior"]
+    fields = {f.name for f in dataclasses.fields(dist.PhysicalState)}
+    assert fields == {"r500_kpc", "lum_kpc3", "t_cool_gyr", "relaxedness"}
+    names = _names_in(ast.parse(inspect.getsource(dist)))
+    forbidden = {"label", "labels", "target_label", "cls", "CLASS_NAMES", "CC", "WCC", "NCC",
+                 "label_from_tcool", "coolcore"}  # fmt: skip
+    assert not names & forbidden, names & forbidden
+
+
+def test_relaxed_clusters_have_shorter_cooling_times(default_sim):
+    # The dynamical state is drawn with the gas (copula): relaxed clusters tend to have
+    # low central entropy.  Measured, seed 0: Spearman -0.39 with t_cool, -0.33 with K0.
+    assert stats.spearmanr(default_sim["relaxedness"], default_sim["t_cool_gyr"])[0] < -0.2
+    assert stats.spearmanr(default_sim["relaxedness"], default_sim["K0"])[0] < -0.15
+
+
+def _draw_in_bin(label, t_range, n_want, prior, seed):
+    """Clusters of ``label`` (draw_cluster) whose t_cool lies in ``t_range``."""
+    import coolcore.sim.population as sim_pop
+
+    rng, kept = np.random.default_rng(seed), []
+    for _ in range(60 * n_want):
+        model = sim_pop.draw_cluster(rng, label, prior=prior)
+        if t_range[0] <= model.t_cool_gyr <= t_range[1]:
+            kept.append(model)
+            if len(kept) == n_want:
+                break
+    return kept
+
+
+def _rates(models) -> dict[str, NDArray]:
+    return {"cavities": np.array([bool(m.cavities) for m in models]),
+            "corona": np.array([any(c.kind == "corona" for c in m.clumps) for m in models]),
+            "sloshing": np.array([m.sloshing is not None for m in models]),
+            "subclumps": np.array([sum(c.kind == "subclump" for c in m.clumps) for m in models]),
+            "fluct_rms": np.array([m.fluct_rms for m in models])}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("labels", "t_range", "shift"),
+    [(("CC", "WCC"), (0.9, 1.1), 1.5), (("WCC", "NCC"), (7.0, 8.5), -0.8)],
+)
+def test_disturbance_rates_agree_across_a_class_boundary(labels, t_range, shift):
+    # Clusters on both sides of a threshold, in a narrow bin of central cooling time: if
+    # the disturbances come from the physics, the two labels have the same rates within
+    # binomial (Poisson, Gaussian) errors.  The former per-class rates (cavities 0.7 / 0.2,
+    # coronae 0 / 0.4 at 1 Gyr; sloshing 0.5 / 0.1, fluctuation rms 0.065 / 0.10 at
+    # 7.7 Gyr) differ by about 5-10 standard errors here (put back, they fail this test).
+    # The prior's coolness_shift puts more candidates near the threshold (about 50 s).
+    import dataclasses
+
+    from coolcore.sim.population import DEFAULT_PRIOR
+
+    prior = dataclasses.replace(DEFAULT_PRIOR, coolness_shift=shift)
+    a, b = (_rates(_draw_in_bin(lab, t_range, 60, prior, seed=i)) for i, lab in enumerate(labels))
+    for key in a:
+        x, y = a[key].astype(float), b[key].astype(float)
+        assert x.size == y.size == 60
+        pooled = np.concatenate([x, y]).var(ddof=1)
+        se = np.sqrt(pooled * (1 / x.size + 1 / y.size))
+        print(f"{labels} {key}: {x.mean():.3f} vs {y.mean():.3f} (se {se:.3f})")
+        assert abs(x.mean() - y.mean()) < 3 * se + 1e-12, key

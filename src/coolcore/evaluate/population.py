@@ -242,7 +242,7 @@ def simulated_population(
     pandas.DataFrame
         ``cluster_id, label, m500_msun, r500_kpc, Tx, t_cool_gyr`` (the label's, at
         0.012 R500), ``r_tcool_kpc, nelec, clustemp, Lambda, tcool20, label20`` (the
-        class by ``tcool20``), ``K0, K100, alpha``.
+        class by ``tcool20``), ``K0, K100, alpha``, ``relaxedness`` (dynamical state).
     """
     radii = np.asarray(radii_kpc, dtype=np.float64)
     rows = []
@@ -257,7 +257,7 @@ def simulated_population(
             "r500_kpc": model.r500_kpc, "Tx": model.T_keV, "t_cool_gyr": model.t_cool_gyr,
             "r_tcool_kpc": model.r_tcool_kpc, "nelec": n_e, "clustemp": T, "Lambda": lam,
             "tcool20": float(cooling_time_isochoric_gyr(n_e, T, lam)),
-            "K0": K0, "K100": K100, "alpha": alpha,
+            "K0": K0, "K100": K100, "alpha": alpha, "relaxedness": model.relaxedness,
         })  # fmt: skip
     table = pd.DataFrame(rows)
     table.insert(table.columns.get_loc("tcool20") + 1, "label20", ph.label_from_tcool(

@@ -4,6 +4,8 @@ Everything here follows ``SIMULATOR.md`` (and ``docs/simulator.md``):
 
 * R500 from M500 and the critical density of a Planck 2015 universe (h = 0.6774).
 * The mean temperature from the M500-T relation of Vikhlinin et al. (2009).
+* The mass distribution of the population, ``dN / dln M500 ~ M500^slope exp(-M500 / Mc)``
+  in a range (:func:`m500_quantile`, its inverse cumulative distribution).
 * The gas density model of Vikhlinin et al. (2006, eq. 3), with ``n_e = 1.2 n_H``.
 * A simplified form of the Vikhlinin et al. (2006) temperature profile.
 * The cooling function fit of Tozzi & Norman (2001) for Z = 0.3 Z_sun.
@@ -22,6 +24,7 @@ from typing import TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import special
 
 from coolcore import CLASS_NAMES, T_COOL_CC_GYR, T_COOL_NCC_GYR
 
@@ -174,6 +177,61 @@ def mean_temperature_keV(m500_msun: ArrayLike) -> NDArray[np.float64]:
     return 5.0 * (m * HUBBLE_H / 3.02e14) ** (1.0 / 1.53)
 
 
+def m500_quantile(
+    u: ArrayLike,
+    m500_range: tuple[float, float],
+    slope: float,
+    cutoff_msun: float = np.inf,
+) -> NDArray[np.float64]:
+    """Inverse cumulative distribution of ``dN / dln M500 ~ M500^slope exp(-M500 / Mc)``.
+
+    Parameters
+    ----------
+    u : array_like
+        Quantiles in [0, 1] (uniform random numbers give random masses).
+    m500_range : (float, float)
+        Lowest and highest M500 (Msun).
+    slope : float
+        The power of M500 in dN / dln M500 (non-zero; positive where ``cutoff_msun`` is
+        finite: the distribution of M500 is then a gamma distribution of shape ``slope``
+        and scale ``Mc``, truncated to the range).
+    cutoff_msun : float
+        ``Mc`` (Msun); ``inf`` for a pure power law.
+
+    Returns
+    -------
+    numpy.ndarray
+        M500 in Msun, increasing with ``u``.
+
+    Raises
+    ------
+    ValueError
+        An empty or non-positive range, ``slope == 0``, or ``slope <= 0`` with a
+        finite cutoff (no such distribution).
+
+    Examples
+    --------
+    >>> m500_quantile([0.0, 1.0], (1e14, 1e15), -1.4).round(-10).tolist()
+    [100000000000000.0, 1000000000000000.0]
+    """
+    q = np.asarray(u, dtype=np.float64)
+    lo, hi = m500_range
+    if not (0.0 < lo < hi and slope != 0.0 and (np.isinf(cutoff_msun) or slope > 0.0)):
+        raise ValueError(
+            f"m500_quantile: needs 0 < lo < hi, slope != 0, and slope > 0 with a finite "
+            f"cutoff; got range {m500_range}, slope {slope}, cutoff {cutoff_msun}"
+        )
+    if np.isinf(cutoff_msun):
+        a = float(slope)
+        return (lo**a + q * (hi**a - lo**a)) ** (1.0 / a)
+    p_lo, p_hi = (
+        special.gammainc(slope, lo / cutoff_msun),
+        special.gammainc(slope, hi / cutoff_msun),
+    )
+    m = cutoff_msun * special.gammaincinv(slope, p_lo + q * (p_hi - p_lo))
+    return np.clip(m, lo, hi)
+
+
 def ne_cm3(r_kpc: ArrayLike, params: DensityParams) -> NDArray[np.float64]:
     """Electron density of the Vikhlinin et al. (2006) model in cm^-3.
 
@@ -282,6 +340,7 @@ __all__ = [
     "emissivity_cgs",
     "gas_mass_msun",
     "label_from_tcool",
+    "m500_quantile",
     "mean_temperature_keV",
     "ne_cm3",
     "r500_kpc",

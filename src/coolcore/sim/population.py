@@ -4,7 +4,10 @@ A cluster (:class:`ClusterModel`) is a triaxial, ellipsoidally stratified gas ha
 with clumps, AGN cavities, a sloshing spiral and gas fluctuations.
 :func:`draw_cluster` draws one from the population prior
 (:class:`PopulationPrior`) whose label, computed from the central cooling time of
-the 3-D gas at 0.012 R500, is the one asked for (rejection sampling).
+the 3-D gas at 0.012 R500, is the one asked for (rejection sampling).  Each candidate
+gets a dynamical state (``relaxedness``) with its gas, before any label exists; the
+disturbances are then drawn from the kept cluster's physical state alone
+(:mod:`coolcore.sim.disturbances`), never from its label.
 :mod:`coolcore.sim.simulate` projects clusters into maps; ``docs/simulator.md``
 describes the physics.
 """
@@ -20,10 +23,21 @@ from scipy import special
 from coolcore import CLASS_NAMES
 from coolcore.errors import UsageError
 from coolcore.sim import physics as ph
+from coolcore.sim.disturbances import (
+    Cavity,
+    Clump,
+    DisturbancePrior,
+    PhysicalState,
+    Sloshing,
+    draw_disturbances,
+    ellipsoid_matrix,
+    random_rotation,
+)
 
 __all__ = [
     "DEFAULT_PRIOR",
-    "Cavity",
+    "VOLUME_LIMITED_PRIOR",
+    "Cavity",  # re-exported from coolcore.sim.disturbances
     "Clump",
     "ClusterModel",
     "PopulationPrior",
@@ -34,59 +48,14 @@ __all__ = [
 R_TCOOL_R500 = 0.012
 """Radius, in units of R500, at which the central cooling time is taken."""
 
-M500_RANGE_MSUN: tuple[float, float] = (10**13.75, 10**15.2)
-"""Mass range of the population (Barnes et al. 2018 used M500 >= 10^13.75 Msun)."""
-
-MASS_FUNCTION_SLOPE = 1.4
-"""dN / dln M500 is proportional to M500^-MASS_FUNCTION_SLOPE inside the range."""
-
 
 # --------------------------------------------------------------------------- model
 
 
 @dataclass(frozen=True)
-class Clump:
-    """A 3-D gas clump with emissivity ``amplitude (1 + d^T Q d)^-2``, d = x - centre.
-
-    Its projection is analytic: ``amplitude pi / 2 (1 + m^2)^-3/2 / sqrt(Q_ll)`` with
-    ``m^2`` the projected quadratic form (a beta model with beta = 2/3).
-    """
-
-    center_kpc: NDArray[np.float64]
-    shape_matrix: NDArray[np.float64]  # Q, kpc^-2
-    amplitude: float  # erg s^-1 cm^-3
-    kind: str = "subclump"  # "subclump", "satellite" or "corona"
-
-
-@dataclass(frozen=True)
-class Cavity:
-    """A spherical AGN bubble that removes ``fill`` of the gas emissivity inside it."""
-
-    center_kpc: NDArray[np.float64]
-    radius_kpc: float
-    fill: float
-
-
-@dataclass(frozen=True)
-class Sloshing:
-    """A sloshing spiral: a 2-D multiplicative sawtooth along an Archimedean spiral.
-
-    ``1 + A env(R) saw(chirality phi - 2 pi R / pitch - phase)``, the amplitude
-    scaled by ``0.3 + 0.7 |n . los|`` (a spiral seen face-on is the strongest).
-    """
-
-    normal: NDArray[np.float64]
-    amplitude: float
-    r_in_kpc: float
-    r_out_kpc: float
-    pitch_kpc: float
-    phase: float
-    chirality: float
-
-
-@dataclass(frozen=True)
 class ClusterModel:
-    """One simulated cluster: its gas, its geometry, its disturbances, its label.
+    """One simulated cluster: its gas, its geometry, its dynamical state, its
+    disturbances, its label.
 
     Lengths are in kpc in the box frame, centred on the cluster.  The smooth gas is
     a function of the ellipsoidal radius ``m = sqrt(x^T shape_matrix x)``, with
@@ -112,6 +81,7 @@ class ClusterModel:
     fluct_rms: float = 0.0
     fluct_scale_kpc: float = 100.0
     noise_seed: int = 0
+    relaxedness: float = 1.0  # dynamical state: 0 just merged, 1 long relaxed
 
     @property
     def r_tcool_kpc(self) -> float:
@@ -124,26 +94,6 @@ class ClusterModel:
 
 
 # ----------------------------------------------------------------- population draw
-
-
-def _random_rotation(rng: np.random.Generator) -> NDArray[np.float64]:
-    """A rotation matrix uniform on SO(3) (QR of a Gaussian matrix, signs fixed)."""
-    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
-    q = q * np.sign(np.diag(r))
-    if np.linalg.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
-
-
-def _unit_vector(rng: np.random.Generator) -> NDArray[np.float64]:
-    v = rng.standard_normal(3)
-    return v / np.linalg.norm(v)
-
-
-def _ellipsoid_matrix(
-    rotation: NDArray[np.float64], semi_axes: NDArray[np.float64]
-) -> NDArray[np.float64]:
-    return rotation @ np.diag(1.0 / np.asarray(semi_axes) ** 2) @ rotation.T
 
 
 @dataclass(frozen=True)
@@ -160,27 +110,44 @@ class _Candidates:
     T_center: NDArray[np.float64]
     t_cool: NDArray[np.float64]
     labels: NDArray[np.str_]
+    relaxedness: NDArray[np.float64]
 
 
 @dataclass(frozen=True)
 class PopulationPrior:
     """The population the candidates are drawn from (units: R500 for ``x*`` radii).
 
-    Two latent variables in [0, 1], correlated through a Gaussian copula with
-    correlation ``rho``, shape the core: ``s_halo`` moves the main density component
-    from a large flat core (``rc = xc_flat R500``, no cusp) to a small cuspy one
-    (``rc = xc_cuspy R500``, cusp ``alpha ~ alpha_max``); ``s_core`` switches on the
+    **Mass**: ``dN / dln M500 ~ M500^mass_slope exp(-M500 / mass_cutoff_msun)`` in
+    ``m500_range`` (:func:`coolcore.sim.physics.m500_quantile`); the mean temperature
+    follows from the M-T relation with ``T_sigma`` log-normal scatter.
+
+    **Core**: two latent variables in [0, 1], correlated through a Gaussian copula
+    with correlation ``rho``, shape the core: ``s_halo`` moves the main density
+    component from a large flat core (``rc = xc_flat R500``, no cusp) to a small cuspy
+    one (``rc = xc_cuspy R500``, cusp ``alpha ~ alpha_max``); ``s_core`` switches on the
     compact second component (probability ``s_core``, amplitude ``n02 / n0 = s_core
     10^U(log_k2)``, core radius log-uniform in ``x2_range``).  The central
     temperature drop follows the gas that makes it: ``Tmin / T0 = 1.05 - tmin_core w
     - tmin_cusp s_halo + N(0, tmin_sigma)``, ``w`` being the compact component's share
-    of ``n_p n_e`` at 0.012 R500.  Other parameters are independent (see the docs).
+    of ``n_p n_e`` at 0.012 R500.
+
+    **Dynamical state**: ``relaxedness`` in [0, 1] (uniform), a third variable of the
+    copula with correlation ``rho_dyn`` to ``s_halo``'s Gaussian: relaxed clusters
+    tend to have small cuspy cores.  ``d = 1 - relaxedness`` is the disturbance.
+
+    **Disturbances**: their rates, ``disturbances``
+    (:class:`~coolcore.sim.disturbances.DisturbancePrior`), are functions of the kept
+    cluster's central cooling time and ``d``.  Other parameters are independent (see
+    the docs).
     """
 
+    m500_range: tuple[float, float] = (10**13.75, 10**15.4)
+    mass_slope: float = 1.75
+    mass_cutoff_msun: float = 10**14.56
     T_sigma: float = 0.10  # log-normal scatter of the M-T relation
     fgas_sigma: float = 0.06  # log-normal scatter of the gas fraction
     rho: float = 0.5
-    coolness_shift: float = -0.6  # mean of the Gaussian behind s_halo
+    coolness_shift: float = -0.15  # mean of the Gaussian behind s_halo
     alpha_max: float = 1.5
     xc_flat: float = 0.30
     xc_cuspy: float = 0.08
@@ -192,20 +159,28 @@ class PopulationPrior:
     tmin_cusp: float = 0.25
     tmin_sigma: float = 0.05
     xcool_range: tuple[float, float] = (0.03, 0.12)
-    p_corona: tuple[float, float, float] = (0.0, 0.4, 0.6)  # per class CC, WCC, NCC
-    corona_flux: tuple[float, float] = (0.005, 0.05)  # fraction of L(<R500), log-uniform
+    rho_dyn: float = 0.6
+    disturbances: DisturbancePrior = DisturbancePrior()
 
 
 DEFAULT_PRIOR = PopulationPrior()
+"""The built-in sample's population: massive clusters, as in an X-ray archive."""
+
+VOLUME_LIMITED_PRIOR = PopulationPrior(
+    m500_range=(10**13.75, 10**15.2), mass_slope=-1.4, mass_cutoff_msun=np.inf
+)
+"""The former, volume-limited mass distribution, ``dN / dln M500 ~ M500^-1.4`` from 10^13.75
+Msun (TNG300's counts near 10^14 Msun): group-dominated.  Everything else is
+:data:`DEFAULT_PRIOR`'s, so this is not the former population as a whole."""
 
 
 def _draw_candidates(
     rng: np.random.Generator, k: int, prior: PopulationPrior = DEFAULT_PRIOR
 ) -> _Candidates:
     """Draw ``k`` candidate gas models from the population prior (see the docs)."""
-    lo, hi = M500_RANGE_MSUN
-    a = -MASS_FUNCTION_SLOPE
-    m500 = (lo**a + rng.random(k) * (hi**a - lo**a)) ** (1.0 / a)
+    m500 = ph.m500_quantile(
+        rng.random(k), prior.m500_range, prior.mass_slope, prior.mass_cutoff_msun
+    )
     r500 = ph.r500_kpc(m500)
     T_mean = ph.mean_temperature_keV(m500) * np.exp(rng.normal(0.0, prior.T_sigma, k))
     fgas = 0.13 * (m500 / 3e14) ** 0.05 * np.exp(rng.normal(0.0, prior.fgas_sigma, k))
@@ -213,7 +188,9 @@ def _draw_candidates(
 
     z1 = rng.standard_normal(k) + prior.coolness_shift
     z2 = prior.rho * z1 + np.sqrt(1.0 - prior.rho**2) * rng.standard_normal(k)
-    s_halo, s_core = special.ndtr(z1), special.ndtr(z2)
+    z3 = prior.rho_dyn * (z1 - prior.coolness_shift)
+    z3 = z3 + np.sqrt(1.0 - prior.rho_dyn**2) * rng.standard_normal(k)
+    s_halo, s_core, relaxedness = special.ndtr(z1), special.ndtr(z2), special.ndtr(z3)
     alpha = np.clip(rng.normal(prior.alpha_max * s_halo, 0.2), 0.0, 2.0)
     xc_mid = prior.xc_flat - (prior.xc_flat - prior.xc_cuspy) * s_halo
     xc = np.exp(rng.normal(np.log(xc_mid), prior.xc_sigma))
@@ -270,69 +247,13 @@ def _draw_candidates(
     t_cool = ph.cooling_time_gyr(ne0, T_center)
     return _Candidates(
         m500, r500, T_mean, fgas, density, temperature, ne0, T_center, t_cool,
-        ph.label_from_tcool(t_cool),
+        ph.label_from_tcool(t_cool), relaxedness,
     )  # fmt: skip
 
 
 def _pick(params: ph.DensityParams | ph.TemperatureParams, i: int):
     return type(params)(
         **{k: float(np.asarray(v)[i] if np.ndim(v) else v) for k, v in params.__dict__.items()}
-    )
-
-
-def _draw_clumps(
-    rng: np.random.Generator, r500: float, lum_kpc3: float, cls: int, prior: PopulationPrior
-) -> list[Clump]:
-    """Subclumps, a BCG corona (class-dependent rates) and satellites, scaled to ``lum_kpc3``."""
-    clumps: list[Clump] = []
-    n_sub = rng.choice(3, p=((0.8, 0.2, 0.0), (0.5, 0.4, 0.1), (0.3, 0.5, 0.2))[cls])
-    for _ in range(n_sub):
-        rc = rng.uniform(40.0, 150.0)
-        semi = rc * np.array([1.0, rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0)])
-        q = _ellipsoid_matrix(_random_rotation(rng), semi)
-        pos = _unit_vector(rng) * rng.uniform(0.15, 0.8) * r500
-        flux = rng.uniform(0.05, 0.3) * lum_kpc3
-        clumps.append(Clump(pos, q, flux * np.sqrt(np.linalg.det(q)) / np.pi**2, "subclump"))
-    if rng.random() < prior.p_corona[cls]:
-        # A BCG corona (Sun et al. 2007): a few-kpc clump of cool galaxy gas at the
-        # centre, outside the ICM model that sets t_cool (it is negligible at 0.012 R500).
-        rc = rng.uniform(1.0, 4.0)
-        flux = np.exp(rng.uniform(*np.log(prior.corona_flux))) * lum_kpc3
-        clumps.append(Clump(np.zeros(3), np.eye(3) / rc**2, flux / rc**3 / np.pi**2, "corona"))
-    for _ in range(rng.poisson(4.0)):
-        rc = rng.uniform(3.0, 15.0)
-        r = r500 * np.cbrt(rng.uniform(0.001, 1.0))
-        pos = _unit_vector(rng) * max(r, 50.0)
-        flux = np.exp(rng.uniform(np.log(1e-3), np.log(1e-2))) * lum_kpc3
-        q = np.eye(3) / rc**2
-        clumps.append(Clump(pos, q, flux / rc**3 / np.pi**2, "satellite"))
-    return clumps
-
-
-def _draw_cavities(rng: np.random.Generator, cls: int) -> list[Cavity]:
-    """A pair of AGN bubbles along a random jet axis, with a class-dependent rate."""
-    cavities: list[Cavity] = []
-    if rng.random() < (0.7, 0.2, 0.0)[cls]:
-        jet = _unit_vector(rng)
-        for sign in (1.0, -1.0):
-            a = rng.uniform(5.0, 25.0)
-            d = rng.uniform(max(10.0, 1.2 * a), max(50.0, 1.3 * a))
-            cavities.append(Cavity(sign * jet * d, a, rng.uniform(0.5, 0.9)))
-    return cavities
-
-
-def _draw_sloshing(rng: np.random.Generator, cls: int) -> Sloshing | None:
-    """A sloshing spiral with a class-dependent rate, else None."""
-    if rng.random() >= (0.6, 0.5, 0.1)[cls]:
-        return None
-    return Sloshing(
-        normal=_unit_vector(rng),
-        amplitude=rng.uniform(0.1, 0.3),
-        r_in_kpc=rng.uniform(20.0, 50.0),
-        r_out_kpc=rng.uniform(150.0, 300.0),
-        pitch_kpc=rng.uniform(150.0, 300.0),
-        phase=rng.uniform(0.0, 2.0 * np.pi),
-        chirality=float(rng.choice((-1.0, 1.0))),
     )
 
 
@@ -346,10 +267,11 @@ def draw_cluster(
 ) -> ClusterModel:
     """Draw one cluster whose computed label is ``target_label``.
 
-    Candidates come from the population prior in batches of 64; the first whose
-    central cooling time (3-D model, 0.012 R500) gives ``target_label`` is kept
-    (rejection sampling: the label is always the computed one).  Geometry and
-    disturbances are drawn afterwards, with class-dependent rates.
+    Candidates (gas and dynamical state) come from the population prior in batches of
+    64; the first whose central cooling time (3-D model, 0.012 R500) gives
+    ``target_label`` is kept (rejection sampling: the label is always the computed
+    one).  Geometry and disturbances are drawn afterwards, the disturbances from the
+    cluster's physical state alone (:func:`draw_disturbances`).
 
     Parameters
     ----------
@@ -376,28 +298,22 @@ def draw_cluster(
     r500 = float(cand.r500[i])
     density = _pick(cand.density, i)
     temperature = _pick(cand.temperature, i)
-    label = str(cand.labels[i])
-    cls = CLASS_NAMES.index(label)
 
     # Triaxial shape, random orientation.
     q1 = rng.uniform(0.75, 1.0)
     q2 = q1 * rng.uniform(0.75, 1.0)
     axes = np.array([1.0, q1, q2]) / np.cbrt(q1 * q2)
-    rotation = _random_rotation(rng)
-    shape_matrix = _ellipsoid_matrix(rotation, axes)
+    rotation = random_rotation(rng)
+    shape_matrix = ellipsoid_matrix(rotation, axes)
 
     # Luminosity of the smooth gas inside R500, to scale the clumps.
     m = r500 * np.exp(np.linspace(np.log(1e-4), 0.0, 600))
     eps_m = ph.emissivity_cgs(m, density, temperature)
     lum_kpc3 = 4.0 * np.pi * np.trapezoid(eps_m * m**3, np.log(m))
 
-    clumps = _draw_clumps(rng, r500, lum_kpc3, cls, prior)
-    cavities = _draw_cavities(rng, cls)
-    sloshing = _draw_sloshing(rng, cls)
-    fluct_rms = rng.uniform(*((0.03, 0.08), (0.03, 0.10), (0.05, 0.15))[cls])
-    fluct_scale = rng.uniform(50.0, 200.0)
-    noise_seed = int(rng.integers(2**63))
-
+    state = PhysicalState(r500, float(lum_kpc3), float(cand.t_cool[i]),
+                          float(cand.relaxedness[i]))  # fmt: skip
+    extra = draw_disturbances(rng, state, prior.disturbances)
     return ClusterModel(
         cluster_id=cluster_id,
         m500_msun=float(cand.m500[i]),
@@ -410,12 +326,13 @@ def draw_cluster(
         axis_ratios=axes,
         ne0_cm3=float(cand.ne0[i]),
         T_center_keV=float(cand.T_center[i]),
-        t_cool_gyr=float(cand.t_cool[i]),
-        label=label,
-        clumps=tuple(clumps),
-        cavities=tuple(cavities),
-        sloshing=sloshing,
-        fluct_rms=float(fluct_rms),
-        fluct_scale_kpc=float(fluct_scale),
-        noise_seed=noise_seed,
+        t_cool_gyr=state.t_cool_gyr,
+        label=str(cand.labels[i]),
+        clumps=extra.clumps,
+        cavities=extra.cavities,
+        sloshing=extra.sloshing,
+        fluct_rms=extra.fluct_rms,
+        fluct_scale_kpc=extra.fluct_scale_kpc,
+        noise_seed=int(rng.integers(2**63)),
+        relaxedness=state.relaxedness,
     )
