@@ -205,6 +205,7 @@ def _catalog_row(model: ClusterModel, axis: str, image_id: str, rel: str, pixel_
         "n_subclumps": kinds.count("subclump"), "n_satellites": kinds.count("satellite"),
         "corona": "corona" in kinds, "n_cavities": len(model.cavities),
         "sloshing": model.sloshing is not None, "fluct_rms": model.fluct_rms,
+        "relaxedness": model.relaxedness,
     }  # fmt: skip
 
 
