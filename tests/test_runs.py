@@ -232,3 +232,17 @@ def test_checksum_matches_hashlib(tmp_path):
     expected = hashlib.sha256(b"a.bin\0abc" + b"b.bin\0\x00\x01").hexdigest()
     assert files_checksum([a, b], base=tmp_path) == expected
     assert json_sha256({"b": 1, "a": [1.5]}) == hashlib.sha256(b'{"a":[1.5],"b":1}').hexdigest()
+
+
+def test_resume_ignores_a_key_added_later_only_at_its_default():
+    from coolcore.runs.record import resume_changes
+    from coolcore.train.config import DEFAULTS, load_config
+
+    new_cfg = load_config("demo")
+    old_cfg = load_config("demo")
+    del old_cfg["train"]["augment"]  # a run recorded before train.augment existed
+    old, new = {"config": old_cfg}, {"config": new_cfg}
+    assert resume_changes(old, new, DEFAULTS) == []
+    assert resume_changes(old, new) == ["another config (keys train.augment)"]
+    new_cfg["train"]["augment"] = "dihedral"  # changed from its default: refused
+    assert resume_changes(old, new, DEFAULTS) == ["another config (keys train.augment)"]

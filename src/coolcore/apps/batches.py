@@ -51,6 +51,9 @@ class PreparedMaps:
         counts, masked fraction, warning; NaN where they do not apply).
     fields : dict of int to PreparedField
         Index -> the observation's prepared field (observations only), for figures.
+    full : numpy.ndarray or None
+        (len(ok), crop, crop) the maps before the resize, for a network that cuts its
+        auxiliary crop from them (``crop_source: full``); None otherwise.
     """
 
     ok: list[int]
@@ -59,6 +62,7 @@ class PreparedMaps:
     warnings: list[str]
     diagnostics: dict[int, dict] = field(default_factory=dict)
     fields: dict[int, Any] = field(default_factory=dict, repr=False)
+    full: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -277,7 +281,6 @@ def prepare_maps(
     coolcore.errors.UsageError
         Contradicting options (a map's own problems become ``errors``).
     """
-    from coolcore.data.transforms import PreprocessConfig, preprocess_batch
 
     p = meta["preprocess"]
     crop, size = int(p["crop"]), int(p["input_size"])
@@ -321,6 +324,28 @@ def prepare_maps(
             raise
         except CoolcoreError as exc:
             errors[i] = str(exc)
+    done = _preprocess(items, arrays, windows, size, p, log_range, errors)
+    ok = sorted(done)
+    images = np.stack([done[i] for i in ok]) if ok else np.zeros((0, size, size), np.float32)
+    full = None
+    if meta.get("network", {}).get("crop_source", "input") == "full":  # the crop's source maps
+        big = _preprocess(items, arrays, {i: windows[i] for i in ok}, crop, p, log_range, {})
+        full = np.stack([big[i] for i in ok]) if ok else np.zeros((0, crop, crop), np.float32)
+    return PreparedMaps(
+        ok=ok,
+        images=images,
+        errors=errors,
+        warnings=notes,
+        diagnostics=diagnostics,
+        fields=fields,
+        full=full,
+    )
+
+
+def _preprocess(items, arrays, windows, size, p, log_range, errors) -> dict[int, np.ndarray]:
+    """Each map's window preprocessed and resized to ``size`` (a map that fails: ``errors``)."""
+    from coolcore.data.transforms import PreprocessConfig, preprocess_batch
+
     done: dict[int, np.ndarray] = {}
     for n in sorted(set(windows.values())):
         members = [i for i in windows if windows[i] == n]
@@ -338,8 +363,4 @@ def prepare_maps(
                     done[i] = preprocess_batch([arrays[i]], cfg, [items[i].name], log_range)[0]
                 except CoolcoreError as exc:
                     errors[i] = str(exc)
-    ok = sorted(done)
-    images = np.stack([done[i] for i in ok]) if ok else np.zeros((0, size, size), np.float32)
-    return PreparedMaps(
-        ok=ok, images=images, errors=errors, warnings=notes, diagnostics=diagnostics, fields=fields
-    )
+    return done

@@ -354,8 +354,10 @@ def explain_run(
         net = rebuild_network(ckpt_cfg, state, ckpt)
         idx = [index[i] for i in chosen.loc[rows, "image_id"]]
         x = torch.from_numpy(dataset.images[idx])[:, None]
+        full = getattr(dataset, "full_images", None)
+        xf = None if full is None else torch.from_numpy(full[idx])[:, None]
         with torch.inference_mode():
-            ex = net.explain(x)
+            ex = net.explain(x, xf)
         inputs[rows] = dataset.images[idx]
         heat[rows] = ex.heat_cam.numpy()
         boxes[rows] = ex.boxes.numpy()

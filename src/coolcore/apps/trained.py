@@ -152,13 +152,18 @@ class TrainedModel:
         )
 
     # ---------------------------------------------------------------- inference
-    def forward(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def forward(
+        self, images: np.ndarray, full: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Every fold model on a batch of preprocessed images.
 
         Parameters
         ----------
         images : numpy.ndarray
             (B, S, S) float32 in [0, 1].
+        full : numpy.ndarray, optional
+            (B, C, C) the same maps before the resize, for networks that cut their
+            crop from them (``crop_source: full``).
 
         Returns
         -------
@@ -174,11 +179,12 @@ class TrainedModel:
         import torch
 
         x = self._tensor(images)
+        xf = None if full is None else self._tensor(full)
         s = images.shape[-1]
         probs, boxes, tcool = [], [], []
         with torch.inference_mode():
             for net in self.nets:
-                out = net(x)
+                out = net(x) if xf is None else net(x, xf)
                 probs.append(out.logits.float().softmax(dim=1).cpu().double().numpy())
                 if out.boxes is None:
                     b = np.tile(np.array([0, 0, s - 1, s - 1], dtype=np.float64), (len(images), 1))
@@ -318,10 +324,11 @@ class TrainedModel:
                 probs, boxes = np.zeros((n_folds, 0, 3)), np.zeros((n_folds, 0, 4))
                 explanation = tcool = None
                 if prep.ok:
-                    probs, boxes, tcool = self.forward(prep.images)
+                    probs, boxes, tcool = self.forward(prep.images, prep.full)
                     if explainer is not None:
                         with torch.inference_mode():
-                            explanation = explainer.explain(self._tensor(prep.images))
+                            xf = None if prep.full is None else self._tensor(prep.full)
+                            explanation = explainer.explain(self._tensor(prep.images), xf)
                 yield PredictionBatch(
                     start=start,
                     items=chunk,

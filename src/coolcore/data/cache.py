@@ -25,7 +25,7 @@ import os
 import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +131,10 @@ class Dataset:
         SHA-256 hex digest identifying the inputs and parameters.
     log_range : (float, float) or None
         Range of log values used for ``scaling="dataset"`` (None for ``"image"``).
+    full_images : numpy.ndarray or None
+        (N, crop, crop) float32: the maps before the resize to ``size``, only when
+        asked for (``load_dataset(full_resolution=True)``); ``images`` itself (not a
+        copy) when they are not resized.
     """
 
     images: np.ndarray
@@ -142,6 +146,7 @@ class Dataset:
     cache_key: str
     log_range: tuple[float, float] | None = None
     cache_path: Path | None = field(default=None, repr=False)
+    full_images: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -294,6 +299,7 @@ def load_dataset(
     plane: int | None = None,
     require_labels: bool = True,
     use_cache: bool = True,
+    full_resolution: bool = False,
 ) -> Dataset:
     """Read a catalogue and preprocess all its images, through a cache.
 
@@ -316,6 +322,10 @@ def load_dataset(
         Passed to :func:`coolcore.data.catalog.read_catalog` (False for prediction).
     use_cache : bool
         False neither reads nor writes the cache.
+    full_resolution : bool
+        Also keep the maps before the resize (:attr:`Dataset.full_images`, which
+        ``model.crop_source=full`` crops from): where ``cfg.size`` resizes them, the
+        data set of ``cfg`` without ``size``, through its own cache file.
 
     Returns
     -------
@@ -341,8 +351,14 @@ def load_dataset(
         if cache_path is not None and not _save_cache(cache_path, key, images, lmin, lmax):
             cache_path = None
     log_range = (float(lmin.min()), float(lmax.max())) if cfg.scaling == "dataset" else None
+    images = np.ascontiguousarray(images)
+    full = images if full_resolution else None
+    if full_resolution and cfg.size is not None and cfg.size != cfg.crop:
+        options = dict(cache_dir=cache_dir, progress=progress, workers=workers, hdu=hdu)
+        options.update(plane=plane, require_labels=require_labels, use_cache=use_cache)
+        full = load_dataset(catalog_path, replace(cfg, size=None), **options).images
     return Dataset(
-        images=np.ascontiguousarray(images),
+        images=images,
         labels=catalog["y"].to_numpy(dtype=np.int64),
         image_ids=catalog["image_id"].to_numpy(dtype=str),
         cluster_ids=catalog["cluster_id"].to_numpy(dtype=str),
@@ -351,4 +367,5 @@ def load_dataset(
         cache_key=key,
         log_range=log_range,
         cache_path=cache_path,
+        full_images=full,
     )

@@ -12,18 +12,16 @@ Data flow for a batch ``x`` of preprocessed grey images (B, 1, H, W) in [0, 1]::
              Gaussian at the brightest pixel of x -> H2 >= tau2      -> B2
              B = B1 | B2 (or & , or one of them) -> box (x0, y0, x1, y1)
     crop x to the box, resize to aux_size -> auxiliary trunk -> V2 -> Linear -> z_a
+        (crop_source="full": crop the full-resolution map, the box scaled to it)
     Linear(1024 -> C)(concat(V1, V2)) -> z_f   (the final prediction)
     regression: Linear(1024 -> 2)(concat(V1, V2)) -> (mu, softplus + 1e-3 -> sigma)
                 (from V1 alone for ``baseline``): log10 t_cool / Gyr ~ N(mu, sigma^2)
 
-Grey input goes to the 3-channel ResNet by repeating the channel three times
-(the pretrained first-layer filters stay untouched).  When the trunks start
-from pretrained weights (``weights="imagenet"`` or a file), the repeated image
-is also standardised with the ImageNet mean and standard deviation, the input
-statistics those filters were trained on; with ``weights="none"`` the [0, 1]
-image goes in as it is.  The mean and standard deviation are buffers saved in
-the state dict, so a trained network reloads with ``weights="none"`` and still
-normalises its input the way it was trained.
+Grey input goes to the 3-channel ResNet repeated three times.  With pretrained
+trunks (``weights="imagenet"`` or a file) it is also standardised with the ImageNet
+mean and standard deviation; with ``weights="none"`` the [0, 1] image goes in as it
+is.  Both are buffers of the state dict, so a trained network reloads with
+``weights="none"`` and still normalises its input the way it was trained.
 """
 
 from __future__ import annotations
@@ -86,16 +84,13 @@ class MultiBranchAttentionNet(nn.Module):
         eq. 8), for the two-mask variants.  An empty mask (possible with
         ``intersection`` or a constant CAM) falls back to the whole image.
     weights : str or path
-        What the trunks start from, as recorded in the model config:
-        ``"none"`` (random initialisation) or a pretrained source
-        (``"imagenet"`` or a ResNet-18 state-dict file).  It is only a label
-        here, plus the input standardisation: the pretrained tensors come as
-        ``trunk_state``.  The heads are always initialised at random.
+        What the trunks start from, as recorded: ``"none"`` (random) or a pretrained
+        source (``"imagenet"`` or a ResNet-18 state-dict file): only a label here, plus
+        the input standardisation.  The heads are always initialised at random.
     trunk_state : mapping of str to Tensor, optional
-        A ResNet-18 state dict in torchvision's key names without ``fc.*``
-        (:func:`coolcore.train.weights.read_trunk_state` reads one from the
-        ``weights`` source), loaded into both trunks; required when
-        ``weights`` is not ``"none"``, refused when it is.
+        The pretrained tensors (torchvision's key names without ``fc.*``;
+        :func:`coolcore.train.weights.read_trunk_state`), loaded into both trunks;
+        required when ``weights`` is not ``"none"``, refused when it is.
     num_classes : int
         Number of ordered classes (3: CC, WCC, NCC).
     aux_size : int or None
@@ -112,6 +107,11 @@ class MultiBranchAttentionNet(nn.Module):
         Add ``head_tcool``: a linear layer on the class head's features (the fusion
         head's ``concat(V1, V2)``; V1 for ``baseline``) giving ``mu`` and ``sigma =
         softplus(s) + 1e-3`` of a Gaussian for log10 t_cool / Gyr.  Off: the paper's network.
+    crop_source : str
+        ``"input"`` (default): the auxiliary crop is cut from ``x``.  ``"full"``:
+        from the full-resolution map ``x`` was resized from, passed as the second
+        argument of :meth:`forward` (the box, found on ``x``, scaled by its size
+        over ``x``'s); no parameter changes.
 
     Examples
     --------
@@ -136,22 +136,10 @@ class MultiBranchAttentionNet(nn.Module):
         lam: float = 25.0,
         center_smoothing: int = 0,
         regression: bool = False,
+        crop_source: str = "input",
     ) -> None:
         super().__init__()
-        check_network_options(
-            {
-                "variant": variant,
-                "combine": combine,
-                "weights": weights,
-                "num_classes": num_classes,
-                "aux_size": aux_size,
-                "tau1": tau1,
-                "tau2": tau2,
-                "lam": lam,
-                "center_smoothing": center_smoothing,
-                "regression": regression,
-            }
-        )
+        check_network_options({k: v for k, v in locals().items() if k in NETWORK_KEYS})
         pretrained = str(weights) != "none"
         if pretrained != (trunk_state is not None):
             raise ValueError(
@@ -170,6 +158,7 @@ class MultiBranchAttentionNet(nn.Module):
         self.lam = float(lam)
         self.center_smoothing = int(center_smoothing)
         self.regression = regression
+        self.crop_source = str(crop_source)
         self.has_aux = variant != "baseline"
         self.uses_regression = variant == "all"
         self.uses_cam_mask = variant in ("att", "att+gauss", "all")
@@ -199,10 +188,8 @@ class MultiBranchAttentionNet(nn.Module):
     ) -> MultiBranchAttentionNet:
         """Build from a mapping with the constructor's argument names.
 
-        To rebuild a trained network before ``load_state_dict``, pass
-        ``{**config, "weights": "none"}``: the trained weights (and the input
-        normalisation buffers) come from the state dict.  ``trunk_state``: see
-        the class.
+        To rebuild a trained network before ``load_state_dict``, pass ``{**config,
+        "weights": "none"}``: the weights and input normalisation come from the state dict.
         """
         unknown = sorted(set(config) - set(cls.CONFIG_KEYS))
         if unknown:
@@ -231,7 +218,8 @@ class MultiBranchAttentionNet(nn.Module):
         aux = "input size" if self.aux_size is None else f"{self.aux_size} px"
         parts = [f"variant {self.variant}", masks]
         if self.has_aux:
-            parts.append(f"crop to {aux}")
+            full = " from the full-resolution map" if self.crop_source == "full" else ""
+            parts.append(f"crop{full} to {aux}")
         if self.uses_regression:
             parts.append("Cramer regression loss")
         if self.regression:
@@ -240,11 +228,8 @@ class MultiBranchAttentionNet(nn.Module):
         return "MultiBranchAttentionNet: " + ", ".join(parts)
 
     def to_channels_last(self) -> MultiBranchAttentionNet:
-        """Store convolution weights channels-last (faster on CPU and tensor cores).
-
-        ``forward`` notices the layout and converts its input to match, so
-        ``model.to(memory_format=torch.channels_last)`` works the same.
-        """
+        """Store convolution weights channels-last (faster on CPU and tensor cores);
+        ``forward`` converts its input to match (as after ``.to(memory_format=...)``)."""
         return self.to(memory_format=torch.channels_last)
 
     # ----------------------------------------------------------------- forward
@@ -291,12 +276,9 @@ class MultiBranchAttentionNet(nn.Module):
     def _boxes(self, grey: Tensor, cam: Tensor) -> Tensor:
         """The crop boxes of the variant's mask B, for grey (B, H, W) and the raw CAM.
 
-        The box of B1, B2 or their union only needs each mask's row and column
-        profiles (:func:`coolcore.nn.masks.threshold_profiles`,
-        :func:`coolcore.nn.masks.gaussian_profiles`), never a (B, H, W) mask; the
-        intersection builds both masks.  The boxes are exactly those of
-        ``mask_boxes(self._combine(mask_cam, mask_gauss))``, as :meth:`explain`
-        computes them.
+        B1, B2 or their union need only each mask's row and column profiles
+        (:func:`coolcore.nn.masks.threshold_profiles`, ``gaussian_profiles``); the
+        intersection builds both masks.  The boxes are exactly those :meth:`explain` finds.
         """
         size = tuple(grey.shape[1:])
         if self.uses_cam_mask and self.uses_gauss_mask and self.combine == "intersection":
@@ -320,6 +302,24 @@ class MultiBranchAttentionNet(nn.Module):
             return (x.shape[2], x.shape[3])
         return (self.aux_size, self.aux_size)
 
+    def _aux_crop(self, x: Tensor, full: Tensor | None, boxes: Tensor) -> Tensor:
+        """The auxiliary branch's input: ``x`` (or ``full``, ``crop_source="full"``) cut to the boxes.
+
+        The inclusive box ``(x0, y0, x1, y1)`` on ``x`` is the rectangle
+        ``[x0, x1 + 1) x [y0, y1 + 1)``; on ``full`` (side ``F``, ``x``'s side ``S``)
+        it is that rectangle times ``F / S``, resampled by ``roi_align``
+        (:func:`coolcore.nn.masks.crop_and_resize`) to ``aux_size``.
+        """
+        if self.crop_source == "input":
+            return crop_and_resize(x, boxes, self._crop_size(x))
+        if full is None or full.ndim != 4 or full.shape[:2] != x.shape[:2]:
+            got = "none" if full is None else f"shape {tuple(full.shape)}"
+            raise ValueError(f"crop_source='full' needs net(x, full), full (B, 1, F, F); got {got}")
+        scale = full.shape[-1] / x.shape[-1]
+        ends = torch.tensor([0.0, 0.0, 1.0, 1.0], device=boxes.device)
+        scaled = (boxes.float() + ends) * scale - ends  # inclusive form of the scaled rectangle
+        return crop_and_resize(full.to(x.dtype), scaled, self._crop_size(x))
+
     def _auxiliary(self, crop: Tensor, pooled_primary: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Auxiliary branch and fusion head: logits z_a, z_f and the fused features."""
         pooled = self.auxiliary(self._backbone_input(crop)).mean(dim=(2, 3))
@@ -335,13 +335,17 @@ class MultiBranchAttentionNet(nn.Module):
         sigma = F.softplus(out[:, 1]) + TCOOL_SIGMA_FLOOR_DEX
         return {"tcool_mu": out[:, 0], "tcool_sigma": sigma}
 
-    def forward(self, x: Tensor) -> NetOutput:
+    def forward(self, x: Tensor, full: Tensor | None = None) -> NetOutput:
         """Classify a batch of preprocessed grey images.
 
         Parameters
         ----------
         x : Tensor
             (B, 1, H, W) float in [0, 1].
+        full : Tensor, optional
+            (B, 1, F, F): the maps ``x`` was resized from, before the resize;
+            required with ``crop_source="full"`` (for a variant with the
+            auxiliary branch), ignored otherwise.
 
         Returns
         -------
@@ -354,7 +358,7 @@ class MultiBranchAttentionNet(nn.Module):
             grey = x[:, 0].detach().float()
             cam = self._cam(features, logits_p)
             boxes = self._boxes(grey, cam)
-        crop = crop_and_resize(x, boxes, self._crop_size(x))
+        crop = self._aux_crop(x, full, boxes)
         logits_a, logits_f, fused = self._auxiliary(crop, pooled)
         return NetOutput(
             logits=logits_f,
@@ -367,13 +371,11 @@ class MultiBranchAttentionNet(nn.Module):
         )
 
     @torch.no_grad()
-    def explain(self, x: Tensor) -> Explanation:
-        """Forward pass plus every intermediate map, for figures.
+    def explain(self, x: Tensor, full: Tensor | None = None) -> Explanation:
+        """Forward pass plus every intermediate map, for figures (``full``: see :meth:`forward`).
 
-        All maps are computed whatever the variant (the ``baseline`` still
-        has a CAM and a Gaussian, though it crops nothing); ``mask`` and
-        ``boxes`` are the ones the variant uses (the whole image for
-        ``baseline``).
+        All maps are computed whatever the variant (``baseline`` crops nothing);
+        ``mask`` and ``boxes`` are the variant's (the whole image for ``baseline``).
         """
         features, pooled, logits_p = self._primary(x)
         grey = x[:, 0].float()
@@ -385,7 +387,7 @@ class MultiBranchAttentionNet(nn.Module):
         if self.has_aux:
             mask = self._combine(mask_cam, mask_gauss)
             boxes = mask_boxes(mask)
-            crop = crop_and_resize(x, boxes, self._crop_size(x))
+            crop = self._aux_crop(x, full, boxes)
             logits_a, logits_f, fused = self._auxiliary(crop, pooled)
             output = NetOutput(
                 logits_f, logits_p, logits_a, boxes, cam, self.uses_regression, **self._tcool(fused)
@@ -395,16 +397,9 @@ class MultiBranchAttentionNet(nn.Module):
             boxes = mask_boxes(mask)
             crop = None
             output = NetOutput(logits=logits_p, logits_primary=logits_p, **self._tcool(pooled))
+        # Explanation's fields in order
         return Explanation(
-            output=output,
-            cam=cam,
-            heat_cam=heat_cam,
-            heat_gauss=heat_gauss,
-            mask_cam=mask_cam,
-            mask_gauss=mask_gauss,
-            mask=mask,
-            boxes=boxes,
-            crop=crop,
+            output, cam, heat_cam, heat_gauss, mask_cam, mask_gauss, mask, boxes, crop
         )
 
 

@@ -16,13 +16,17 @@ from typing import Any
 
 from coolcore.errors import UsageError
 
-__all__ = ["COMBINE_MODES", "NETWORK_KEYS", "VARIANTS", "check_network_options"]
+__all__ = ["COMBINE_MODES", "CROP_SOURCES", "NETWORK_KEYS", "VARIANTS", "check_network_options"]
 
 VARIANTS: tuple[str, ...] = ("baseline", "att", "gauss", "att+gauss", "all")
 """The rows of the paper's Table I."""
 
 COMBINE_MODES: tuple[str, ...] = ("union", "intersection")
 """How the CAM mask B1 and the Gaussian mask B2 are combined (two-mask variants)."""
+
+CROP_SOURCES: tuple[str, ...] = ("input", "full")
+"""What the auxiliary branch's crop is cut from: the network input (the default), or
+the full-resolution map the input was resized from (the box scaled to it)."""
 
 NETWORK_KEYS: tuple[str, ...] = (
     "variant",
@@ -35,12 +39,18 @@ NETWORK_KEYS: tuple[str, ...] = (
     "lam",
     "center_smoothing",
     "regression",
+    "crop_source",
 )
 """The network's constructor options, as a run config's ``model`` section and
 ``model.json`` record them (``num_classes`` comes from the class names).
-``regression`` (true or false) adds the head of log10 of the central cooling time."""
+``regression`` (true or false) adds the head of log10 of the central cooling time;
+``crop_source`` is one of :data:`CROP_SOURCES`."""
 
-_CHOICES: dict[str, tuple[str, ...]] = {"variant": VARIANTS, "combine": COMBINE_MODES}
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "variant": VARIANTS,
+    "combine": COMBINE_MODES,
+    "crop_source": CROP_SOURCES,
+}
 
 _RANGES: dict[str, tuple[float, float]] = {
     "num_classes": (2, 1000),
@@ -93,7 +103,7 @@ def check_network_options(options: Mapping[str, Any], *, prefix: str = "") -> No
         ``num_classes`` an integer in [2, 1000], ``aux_size`` None or an integer
         in [32, 4096] pixels, ``tau1`` and ``tau2`` in [0, 1], ``lam`` in
         [1e-6, 1e6], ``center_smoothing`` 0 or an odd integer up to 63 pixels,
-        ``regression`` true or false.
+        ``regression`` true or false, ``crop_source`` in :data:`CROP_SOURCES`.
     prefix : str
         Put before the key in the message, e.g. ``"config model."``.
 

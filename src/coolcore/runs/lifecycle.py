@@ -115,7 +115,7 @@ def finish_run_dir(partial: Path, final: Path) -> Path:
     return final
 
 
-def check_resume(partial: str | Path, record: dict) -> None:
+def check_resume(partial: str | Path, record: dict, defaults: dict | None = None) -> None:
     """On resume, the run must continue on the catalogue, maps and config it started with.
 
     Parameters
@@ -132,7 +132,7 @@ def check_resume(partial: str | Path, record: dict) -> None:
     folder = RunFolder(partial)
     if not folder.has_record():
         return
-    changes = resume_changes(folder.read_record(), record)
+    changes = resume_changes(folder.read_record(), record, defaults)
     if changes:
         raise UsageError(
             f"{folder.path}: this unfinished run was started with {' and '.join(changes)}; "

@@ -137,7 +137,7 @@ def config_changes(old: dict, new: dict) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k, object()) != b.get(k, object()))
 
 
-def resume_changes(old: dict, new: dict) -> list[str]:
+def resume_changes(old: dict, new: dict, defaults: dict | None = None) -> list[str]:
     """What changed between a run's record and the record of the command resuming it.
 
     Returns
@@ -145,11 +145,19 @@ def resume_changes(old: dict, new: dict) -> list[str]:
     list of str
         Phrases for the message: ``"another catalogue"``, ``"other maps"`` (their
         bytes, when the catalogue is the same), ``"another config (keys train.epochs)"``;
-        empty when the run may be resumed. Keys a record made by an older
-        coolcore lacks are not compared.
+        empty when the run may be resumed. A config key that a record made by an
+        older coolcore lacks is no change when the new value is its default in
+        ``defaults`` (the config defaults, given by the caller).
     """
     changes = []
     keys = config_changes(old["config"], new["config"]) if old.get("config") is not None else []
+    if keys and defaults is not None:  # a key added after the run started, at its default
+        recorded, flat_defaults, now = _flat(old["config"]), _flat(defaults), _flat(new["config"])
+        keys = [
+            k
+            for k in keys
+            if k in recorded or k not in flat_defaults or now.get(k) != flat_defaults[k]
+        ]
     old_cat, new_cat = old.get("catalog_checksum"), new.get("catalog_checksum")
     if old_cat and new_cat and old_cat != new_cat:
         changes.append("another catalogue")

@@ -19,6 +19,7 @@ from coolcore.runs.folder import RunFolder
 from coolcore.runs.lifecycle import check_resume, finish_run_dir, open_run_dir, prepare_run_dir
 from coolcore.runs.outputs import check_output_apart
 from coolcore.runs.record import make_run_record
+from coolcore.train.config import DEFAULTS
 from coolcore.train.methods import (
     ablation_plan,
 )
@@ -93,7 +94,7 @@ def run_ablation(
         cfg, dataset, data, kind="ablation", catalog_checksum=catalog_checksum(data), extra=extra
     )
     if not force:
-        check_resume(partial, record)
+        check_resume(partial, record, DEFAULTS)
     run = RunFolder(open_run_dir(final, partial, force=force))
     with run.lock() as lock:
         run.write_record(record)

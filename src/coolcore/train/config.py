@@ -20,6 +20,10 @@ from coolcore.nn.options import check_network_options
 from coolcore.train.hardware import PRECISIONS
 
 PRESETS = ("paper", "cpu", "demo")
+SCHEDULES = ("step", "cosine")
+"""``train.schedule``: StepLR per epoch (the paper's), or cosine decay per batch."""
+AUGMENTS = ("none", "dihedral")
+"""``train.augment``: none, or a random element of the dihedral group D4 per training map."""
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "sample": {"clusters": 318, "seed": 0},
@@ -34,6 +38,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lam": 25.0,
         "center_smoothing": 0,
         "regression": False,  # the cooling-time head (docs/method.md)
+        "crop_source": "input",  # or "full": the auxiliary crop from the map before the resize
     },
     "loss": {"alphas": [0.8, 0.1, 0.1, 0.1], "regression_weight": 1.0},
     "train": {
@@ -42,6 +47,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "lr": 1.0e-3,
         "step_size": 10,
         "gamma": 0.1,
+        # training options for CPUs (docs/method.md); these defaults are the paper's recipe
+        "schedule": "step",  # StepLR(step_size, gamma) per epoch, or "cosine" per batch
+        "warmup_epochs": 0,  # linear warm-up from lr / 10, per batch, before the schedule
+        "min_lr_ratio": 0.01,  # cosine: the learning rate falls to lr * this
+        "weight_decay": 0.0,  # > 0: AdamW with this decoupled weight decay instead of Adam
+        "augment": "none",  # "dihedral": a random flip / 90-degree rotation of each training map
         "seed": 0,
         "deterministic": False,
         "precision": "auto",
@@ -54,6 +65,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 _CHOICES = {
     ("preprocess", "scaling"): ("image", "dataset"),
     ("train", "precision"): PRECISIONS,
+    ("train", "schedule"): SCHEDULES,
+    ("train", "augment"): AUGMENTS,
 }
 _RANGES = {
     ("sample", "clusters"): (3, 100000),
@@ -68,6 +81,9 @@ _RANGES = {
     ("train", "lr"): (1e-12, 10.0),
     ("train", "step_size"): (1, 10000),
     ("train", "gamma"): (1e-6, 1.0),
+    ("train", "warmup_epochs"): (0, 10000),
+    ("train", "min_lr_ratio"): (0.0, 1.0),
+    ("train", "weight_decay"): (0.0, 10.0),
     # a fold's seed is (train.seed + repeat) * 1000 + fold, and must stay below 2**32
     ("train", "seed"): (0, 4_000_000),
     ("cv", "folds"): (3, 100),
@@ -157,7 +173,7 @@ def validate_config(cfg: dict) -> None:
             raise UsageError(
                 f"config {section}.{key}={value!r}: must be one of {', '.join(choices)}"
             )
-        if section == "train" and key == "precision":
+        if section == "train":
             cfg[section][key] = str(value)
     check_network_options(cfg["model"], prefix="config model.")
     for (section, key), (low, high) in _RANGES.items():
@@ -185,6 +201,12 @@ def validate_config(cfg: dict) -> None:
     for key in ("deterministic", "compile", "channels_last"):
         if not isinstance(cfg["train"][key], bool):
             raise UsageError(f"config train.{key}={cfg['train'][key]!r}: must be true or false")
+    t = cfg["train"]
+    if t["warmup_epochs"] >= t["epochs"]:
+        raise UsageError(
+            f"config train.warmup_epochs={t['warmup_epochs']}: must be less than "
+            f"train.epochs={t['epochs']} (the warm-up comes before the schedule)"
+        )
     if (
         cfg["preprocess"]["size"] is not None
         and cfg["preprocess"]["size"] > cfg["preprocess"]["crop"]

@@ -1,13 +1,15 @@
 """Training one fold with Lightning: fit, keep the best epoch, predict the test part.
 
-:func:`fit_fold` takes the preprocessed images (already in memory), the indices
-of a fold's train / validation / test parts and the run config; it trains with
-Adam and StepLR, keeps the epoch with the best validation macro-F1, and returns
-the test part's class probabilities (and, with the cooling-time head, the
-Gaussian of log10 t_cool of each test map).  In the fold's folder it leaves
-``metrics.csv`` (Lightning's CSV log, kept whole across resumes) and
-``checkpoints/best.ckpt``; ``checkpoints/last.ckpt`` lives only while the fold
-runs, for ``--resume``.
+:func:`fit_fold` takes the preprocessed images (already in memory; with
+``model.crop_source=full`` also the maps before the resize), the indices of a
+fold's train / validation / test parts and the run config; it trains with the
+config's optimiser and schedule (Adam and StepLR by default,
+:func:`coolcore.train.module.make_scheduler`), keeps the epoch with the best
+validation macro-F1, and returns the test part's class probabilities (and, with
+the cooling-time head, the Gaussian of log10 t_cool of each test map).  In the
+fold's folder it leaves ``metrics.csv`` (Lightning's CSV log, kept whole across
+resumes) and ``checkpoints/best.ckpt``; ``checkpoints/last.ckpt`` lives only
+while the fold runs, for ``--resume``.
 """
 
 from __future__ import annotations
@@ -149,6 +151,7 @@ def fit_fold(
     progress: bool = True,
     keep_checkpoint: bool = True,
     tcool: np.ndarray | None = None,
+    full_images: torch.Tensor | None = None,
 ) -> tuple[np.ndarray, dict] | None:
     """Train on one fold, pick the best validation epoch, predict its test set.
 
@@ -169,6 +172,10 @@ def fit_fold(
     tcool : (N,) log10 of each map's central cooling time in Gyr
         (:func:`coolcore.train.loaders.log10_tcool_targets`); required with
         ``model.regression``, ignored without.
+    full_images : (N, 1, F, F) float32 tensor, optional
+        The maps before the resize to the input size (``model.crop_source=full``: the
+        auxiliary crop is cut from them); may be omitted when the input is not
+        resized (then they are ``images``); ignored with ``crop_source=input``.
 
     Returns
     -------
@@ -187,13 +194,14 @@ def fit_fold(
     train_idx, val_idx, test_idx = (np.asarray(s) for s in split)
     t = cfg["train"]
     targets = _tcool_targets(cfg, tcool, np.concatenate([train_idx, val_idx]))
+    full = _full_maps(cfg, images, full_images)
     pl.seed_everything(seed, workers=True, verbose=False)
     y = torch.tensor(np.asarray(labels), dtype=torch.long)
     weight = class_weights(y[train_idx], num_classes=len(CLASS_NAMES)).tolist()
-    module = ClusterClassifier(cfg, weight)
+    module = ClusterClassifier(cfg, weight, seed=seed)
     eval_batch = max(t["batch_size"], 64)
     val_loader = make_loader(
-        images, y, eval_batch, shuffle_seed=None, rows=val_idx, targets=targets
+        images, y, eval_batch, shuffle_seed=None, rows=val_idx, targets=targets, full=full
     )
     precision = resolve_precision(t["precision"], hw.accelerator)
     best_cb, last_cb = _checkpoint_callbacks(fold_dir / "checkpoints")
@@ -206,6 +214,7 @@ def fit_fold(
         drop_last=drop_single_last_batch(len(train_idx), t["batch_size"], trainer.world_size),
         rows=train_idx,
         targets=targets,
+        full=full,
     )
     last = fold_dir / "checkpoints" / "last.ckpt"
     ckpt_path = str(last) if (resume and last.is_file()) else None
@@ -216,7 +225,12 @@ def fit_fold(
     if not trainer.is_global_zero:
         return None
     best_path = best_cb.best_model_path or last_cb.last_model_path or str(last)
-    probs = predict_outputs(load_module(best_path).net, images[test_idx], batch_size=eval_batch)
+    probs = predict_outputs(
+        load_module(best_path).net,
+        images[test_idx],
+        batch_size=eval_batch,
+        full=None if full is None else full[test_idx],
+    )
     score = best_cb.best_model_score
     info = {
         "best_checkpoint": os.path.relpath(best_path, fold_dir),
@@ -232,6 +246,22 @@ def fit_fold(
     if writes_log:
         merge_kept_log(fold_dir)
     return probs, info
+
+
+def _full_maps(cfg: dict, images: torch.Tensor, full: torch.Tensor | None) -> torch.Tensor | None:
+    """The full-resolution maps a ``model.crop_source=full`` run crops from, else None."""
+    if cfg["model"].get("crop_source", "input") != "full":
+        return None
+    crop = int(cfg["preprocess"]["crop"])
+    if full is None and images.shape[-1] == crop:  # not resized: the input is the full map
+        return images
+    if full is None or tuple(full.shape) != (len(images), 1, crop, crop):
+        got = "none" if full is None else f"shape {tuple(full.shape)}"
+        raise UsageError(
+            f"config model.crop_source=full: the {crop} px maps before the resize are needed "
+            f"(fit_fold(full_images=...), (N, 1, {crop}, {crop})); got {got}"
+        )
+    return full
 
 
 def _tcool_targets(cfg: dict, tcool: np.ndarray | None, used: np.ndarray) -> np.ndarray | None:

@@ -2,11 +2,16 @@
 
 :class:`ClusterClassifier` wraps :func:`coolcore.nn.model.build_network` of the
 run config (its pretrained trunks read by :func:`coolcore.train.weights.read_trunk_state`),
-:func:`coolcore.nn.losses.total_loss` with the fold's class weights, Adam and
-StepLR, and logs the validation macro-F1 that picks the best epoch.  With the
-cooling-time head (``model.regression``) a batch carries log10 t_cool as its
-third element, the loss gains its Gaussian likelihood, and ``train_tcool_nll`` /
-``val_tcool_nll`` are logged beside the losses.
+:func:`coolcore.nn.losses.total_loss` with the fold's class weights, the optimiser
+and learning-rate schedule (:func:`make_optimizer`, :func:`make_scheduler`: Adam and
+StepLR by default), and logs the validation macro-F1 that picks the best epoch and
+the learning rate of each epoch's first batch (``lr``).  With the cooling-time head
+(``model.regression``) a batch carries log10 t_cool as its third element, the loss
+gains its Gaussian likelihood, and ``train_tcool_nll`` / ``val_tcool_nll`` are
+logged beside the losses.  With ``train.augment=dihedral`` each training batch's
+maps are flipped and rotated (:func:`coolcore.train.loaders.dihedral_batch`); with
+``model.crop_source=full`` a batch's fourth element, the full-resolution maps, goes
+to the network beside the input.
 """
 
 from __future__ import annotations
@@ -22,9 +27,17 @@ from sklearn.metrics import f1_score
 from coolcore import CLASS_NAMES
 from coolcore.nn.losses import total_loss
 from coolcore.nn.model import build_network
+from coolcore.train.loaders import dihedral_batch, dihedral_elements
 from coolcore.train.weights import read_trunk_state
 
-__all__ = ["ClusterClassifier", "load_module", "predict_outputs", "predict_probs"]
+__all__ = [
+    "ClusterClassifier",
+    "load_module",
+    "make_optimizer",
+    "make_scheduler",
+    "predict_outputs",
+    "predict_probs",
+]
 
 
 class ClusterClassifier(pl.LightningModule):
@@ -41,11 +54,16 @@ class ClusterClassifier(pl.LightningModule):
         Start the trunks from ``model.weights`` (read from its file).  False
         builds them at random with ``weights="none"``, for a checkpoint's state
         dict to replace at once (:func:`load_module`); nothing is read then.
+    seed : int
+        The fold's seed: with ``train.augment=dihedral`` the maps' transforms are
+        drawn from (seed, epoch, batch index) (:func:`coolcore.train.loaders.dihedral_elements`).
     """
 
-    def __init__(self, cfg: dict, class_weight: list[float], *, read_weights: bool = True) -> None:
+    def __init__(
+        self, cfg: dict, class_weight: list[float], *, read_weights: bool = True, seed: int = 0
+    ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["read_weights"])
+        self.save_hyperparameters(ignore=["read_weights", "seed"])
         self.cfg = cfg
         if read_weights:
             self.net = build_network(cfg, trunk_state=read_trunk_state(cfg["model"]["weights"]))
@@ -59,16 +77,20 @@ class ClusterClassifier(pl.LightningModule):
         self.register_buffer("class_weight", torch.tensor(class_weight, dtype=torch.float32))
         self.alphas = tuple(cfg["loss"]["alphas"])
         self.regression_weight = float(cfg["loss"].get("regression_weight", 1.0))
+        self.augment = cfg["train"].get("augment", "none")
+        self.seed = int(seed)
         self._val_probs: list[torch.Tensor] = []
         self._val_targets: list[torch.Tensor] = []
 
-    def forward(self, x: torch.Tensor):
-        return self._compiled[0](x) if self._compiled else self.net(x)
+    def forward(self, x: torch.Tensor, full: torch.Tensor | None = None):
+        if full is None:  # the network called exactly as before the option existed
+            return self._compiled[0](x) if self._compiled else self.net(x)
+        return self._compiled[0](x, full) if self._compiled else self.net(x, full)
 
     def _loss(self, batch, stage: str):
         """The batch's network outputs and total loss; logs the cooling-time term if any."""
         x, y, *rest = batch
-        out = self(x)
+        out = self(x, rest[1] if len(rest) > 1 else None)
         loss, parts = total_loss(
             out,
             y,
@@ -88,7 +110,16 @@ class ClusterClassifier(pl.LightningModule):
             )
         return out, loss
 
+    def on_train_epoch_start(self) -> None:
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log("lr", float(lr), on_step=False, on_epoch=True, batch_size=1)
+
     def training_step(self, batch, batch_idx):
+        if self.augment == "dihedral":
+            # (epoch, rank: 0 without a trainer, as Lightning's properties give them)
+            epoch, rank = self.current_epoch, self.global_rank
+            elements = dihedral_elements(len(batch[1]), self.seed, epoch, batch_idx, rank)
+            batch = dihedral_batch(batch, elements)
         _, loss = self._loss(batch, "train")
         self.log(
             "train_loss",
@@ -130,9 +161,69 @@ class ClusterClassifier(pl.LightningModule):
 
     def configure_optimizers(self):
         t = self.cfg["train"]
-        opt = torch.optim.Adam(self.parameters(), lr=t["lr"])
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=t["step_size"], gamma=t["gamma"])
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        opt = make_optimizer(self.parameters(), t)
+        per_batch = t.get("schedule", "step") != "step" or t.get("warmup_epochs", 0) > 0
+        # the number of optimiser steps per epoch is only asked for when it is used
+        steps = self.trainer.estimated_stepping_batches // t["epochs"] if per_batch else None
+        sched, interval = make_scheduler(opt, t, steps)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": interval}}
+
+
+def make_optimizer(params, train: dict) -> torch.optim.Optimizer:
+    """Adam with ``train.lr`` (the paper's); AdamW with ``train.weight_decay`` when that is > 0
+    (decoupled weight decay on every parameter)."""
+    decay = float(train.get("weight_decay", 0.0))
+    if decay > 0:
+        return torch.optim.AdamW(params, lr=train["lr"], weight_decay=decay)
+    return torch.optim.Adam(params, lr=train["lr"])
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, train: dict, steps_per_epoch: int | None):
+    """The learning-rate schedule of a run config's ``train`` section, and its interval.
+
+    - ``schedule: step``, ``warmup_epochs: 0`` (the default, the paper's):
+      ``StepLR(step_size, gamma)`` stepped per epoch.
+    - ``warmup_epochs: W > 0``: first a linear warm-up per batch, ``LinearLR`` from
+      ``lr / 10`` to ``lr`` over ``W * steps_per_epoch`` batches (the first batch gets
+      ``lr / 10``); then the schedule, stepped per batch.
+    - ``schedule: cosine``: ``CosineAnnealingLR`` from ``lr`` down to ``lr *
+      min_lr_ratio`` over the ``(epochs - W) * steps_per_epoch`` batches after the
+      warm-up (reached after the last one), one after the other in ``SequentialLR``.
+    - ``schedule: step`` with a warm-up: both factors at once (``ChainedScheduler``):
+      ``lr`` is also multiplied by ``gamma`` after every ``step_size`` epochs counted
+      from the start, as without a warm-up.
+
+    Parameters
+    ----------
+    optimizer : torch.optim.Optimizer
+    train : dict
+        The run config's ``train`` section.
+    steps_per_epoch : int or None
+        Optimiser steps per epoch; only needed for a per-batch schedule.
+
+    Returns
+    -------
+    (scheduler, interval)
+        ``interval`` is ``"epoch"`` or ``"step"``, as Lightning's ``lr_scheduler`` wants it.
+    """
+    sched = torch.optim.lr_scheduler
+    kind, warm = train.get("schedule", "step"), int(train.get("warmup_epochs", 0))
+    if kind == "step" and warm == 0:
+        return sched.StepLR(optimizer, step_size=train["step_size"], gamma=train["gamma"]), "epoch"
+    if not steps_per_epoch or steps_per_epoch < 1:
+        raise ValueError(f"a per-batch schedule needs steps_per_epoch >= 1, got {steps_per_epoch}")
+    warm_steps = warm * steps_per_epoch
+    warmup = [sched.LinearLR(optimizer, 0.1, 1.0, total_iters=warm_steps)] if warm else []
+    if kind == "step":
+        size = train["step_size"] * steps_per_epoch
+        decay = sched.StepLR(optimizer, step_size=size, gamma=train["gamma"])
+        return sched.ChainedScheduler([*warmup, decay]), "step"
+    total = (int(train["epochs"]) - warm) * steps_per_epoch
+    floor = train["lr"] * float(train.get("min_lr_ratio", 0.01))
+    cosine = sched.CosineAnnealingLR(optimizer, T_max=total, eta_min=floor)
+    if not warm:
+        return cosine, "step"
+    return sched.SequentialLR(optimizer, [*warmup, cosine], milestones=[warm_steps]), "step"
 
 
 def load_module(path: str | Path) -> ClusterClassifier:
@@ -151,17 +242,28 @@ def load_module(path: str | Path) -> ClusterClassifier:
     return module.eval()
 
 
+def _net_on(net, images, full, start: int, stop: int, device):
+    """The network on maps ``start:stop`` (and their full-resolution maps, if any)."""
+    x = images[start:stop].to(device)
+    return net(x) if full is None else net(x, full[start:stop].to(device))
+
+
 @torch.no_grad()
 def predict_probs(
-    net: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 64
+    net: torch.nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 64,
+    full: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """Class probabilities (n, 3) of a network on (n, 1, S, S) maps, in eval mode."""
+    """Class probabilities (n, 3) of a network on (n, 1, S, S) maps, in eval mode
+    (``full``: the (n, 1, F, F) maps before the resize, for ``crop_source="full"``)."""
     net.eval()
     device = next(net.parameters()).device
     out = []
     for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device)
-        out.append(net(x).logits.float().softmax(dim=1).cpu())
+        result = _net_on(net, images, full, start, start + batch_size, device)
+        out.append(result.logits.float().softmax(dim=1).cpu())
     if not out:
         return np.zeros((0, len(CLASS_NAMES)), dtype=np.float64)
     return torch.cat(out).double().numpy()
@@ -169,9 +271,14 @@ def predict_probs(
 
 @torch.no_grad()
 def predict_outputs(
-    net: torch.nn.Module, images: torch.Tensor, *, batch_size: int = 64
+    net: torch.nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 64,
+    full: torch.Tensor | None = None,
 ) -> np.ndarray:
-    """Class probabilities, and the cooling-time Gaussian where the network has the head.
+    """Class probabilities, and the cooling-time Gaussian where the network has the head
+    (``full``: as :func:`predict_probs`).
 
     Returns
     -------
@@ -184,7 +291,7 @@ def predict_outputs(
     width = len(CLASS_NAMES) + (2 if getattr(net, "regression", False) else 0)
     out = []
     for start in range(0, len(images), batch_size):
-        result = net(images[start : start + batch_size].to(device))
+        result = _net_on(net, images, full, start, start + batch_size, device)
         cols = [result.logits.float().softmax(dim=1)]
         if result.tcool_mu is not None:
             cols += [result.tcool_mu.float()[:, None], result.tcool_sigma.float()[:, None]]

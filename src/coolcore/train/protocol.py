@@ -24,6 +24,7 @@ from coolcore.runs.interrupts import raise_if_interrupted
 from coolcore.runs.lifecycle import check_resume, finish_run_dir, open_run_dir, prepare_run_dir
 from coolcore.runs.outputs import check_output_apart
 from coolcore.runs.record import make_run_record
+from coolcore.train.config import DEFAULTS
 from coolcore.train.hardware import Hardware, check_hardware, launched_rank
 
 __all__ = [
@@ -49,7 +50,8 @@ def load_data(
     data: str | Path, cfg: dict, *, progress: bool = True, cache_dir: str | Path | None = None
 ):
     """Resolve DATA, read its catalogue and the preprocessed maps (cached in ``cache_dir``,
-    default :func:`coolcore.data.cache.default_cache_dir`)."""
+    default :func:`coolcore.data.cache.default_cache_dir`); with ``model.crop_source=full``
+    also the maps before the resize (``Dataset.full_images``)."""
     from coolcore.data.cache import load_dataset
     from coolcore.data.catalog import resolve_data
     from coolcore.data.transforms import PreprocessConfig
@@ -62,7 +64,10 @@ def load_data(
         scaling=p["scaling"],
         field_kpc=float(p.get("field_kpc", 1000.0)),
     )
-    return load_dataset(catalog_path, pcfg, progress=progress, cache_dir=cache_dir)
+    full = cfg["model"].get("crop_source", "input") == "full"
+    return load_dataset(
+        catalog_path, pcfg, progress=progress, cache_dir=cache_dir, full_resolution=full
+    )
 
 
 def _catalog_of(data) -> Path:
@@ -197,7 +202,7 @@ def run_cv(
     check_output_apart(final, data_inputs(data, dataset))
     record = make_run_record(cfg, dataset, data, kind="cv", catalog_checksum=catalog_checksum(data))
     if not force:
-        check_resume(partial, record)
+        check_resume(partial, record, DEFAULTS)
     run = RunFolder(open_run_dir(final, partial, force=force))
     with run.lock() as lock:
         run.write_record(record)
@@ -233,6 +238,8 @@ def _train_folds(
     from coolcore.train.loaders import as_tensor_images
 
     images = as_tensor_images(dataset.images)
+    full = getattr(dataset, "full_images", None)
+    full = None if full is None else as_tensor_images(full)
     n_folds = len(folds)
     for k in todo:
         raise_if_interrupted()
@@ -258,6 +265,7 @@ def _train_folds(
             progress=progress,
             keep_checkpoint=keep,
             tcool=tcool,
+            full_images=full,
         )
         if result is None:  # not the global-zero process of a distributed run
             _barrier()
@@ -287,10 +295,12 @@ def check_model_and_hardware(cfg: dict, hardware=None) -> None:
 
     net = build_network(cfg, trunk_state=read_trunk_state(cfg["model"]["weights"]))
     if cfg["train"]["batch_size"] == 1:  # BatchNorm in training mode needs two values
-        size = cfg["preprocess"]["size"] or cfg["preprocess"]["crop"]
+        p = cfg["preprocess"]
+        size = p["size"] or p["crop"]
+        full = torch.rand(1, 1, p["crop"], p["crop"]) if net.crop_source == "full" else None
         try:
             with torch.no_grad():
-                net.train()(torch.rand(1, 1, size, size))
+                net.train()(torch.rand(1, 1, size, size), full)
         except ValueError as exc:
             if "more than 1 value per channel" not in str(exc):
                 raise
@@ -345,7 +355,8 @@ def finalise_cv(run: str | Path, n_folds: int, *, dataset=None, folds=None) -> d
 
 
 def learning_history(run: str | Path, n_folds: int) -> pd.DataFrame:
-    """The folds' Lightning CSV logs, one row per fold and epoch."""
+    """The folds' Lightning CSV logs, one row per fold and epoch (``lr``: the learning
+    rate of the epoch's first batch, where logged)."""
     folder = RunFolder(run)
     frames = []
     for k in range(n_folds):
@@ -353,7 +364,7 @@ def learning_history(run: str | Path, n_folds: int) -> pd.DataFrame:
         if not path.is_file():
             continue
         log = pd.read_csv(path)
-        cols = [c for c in ("train_loss", "val_loss", "val_macro_f1") if c in log]
+        cols = [c for c in ("train_loss", "val_loss", "val_macro_f1", "lr") if c in log]
         per_epoch = log.groupby("epoch")[cols].mean().reset_index()
         per_epoch.insert(0, "fold", k)
         frames.append(per_epoch)
