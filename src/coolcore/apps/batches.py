@@ -227,7 +227,7 @@ def _warnings(meta: dict, item: MapInput, scale: float | None, unit: str | None)
             f"(> {100 * PIXEL_SCALE_TOLERANCE:.0f}%); predictions may be unreliable"
         )
     train_inst = meta.get("training_data", {}).get("instrument")
-    inst = _instrument(item)
+    inst = _instrument(item) if train_inst else None  # a header read only when it can matter
     if train_inst and inst and inst.strip().lower() != str(train_inst).strip().lower():
         out.append(
             f"{item.name}: observed with {inst}, but the model was trained on {train_inst} "

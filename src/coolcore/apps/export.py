@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from coolcore import CLASS_NAMES
+from coolcore.data.transforms import DEFAULT_FIELD_KPC
 from coolcore.errors import CoolcoreError, DataError, UsageError
 from coolcore.nn.model import network_config
 from coolcore.runs.atomic import file_sha256, json_sha256
@@ -144,7 +145,7 @@ def _training_data_info(record: dict, cfg: dict) -> dict:
     instruments = {str(h["instrument"]) for h in headers if h.get("instrument")}
     info["instrument"] = instruments.pop() if len(instruments) == 1 else None  # INSTRUME
     if "exposure" in catalog or "background" in catalog:  # observations: one field in kpc
-        field = float(cfg["preprocess"].get("field_kpc", 1000.0))
+        field = float(cfg["preprocess"].get("field_kpc", DEFAULT_FIELD_KPC))
         info.update(kind="observations", pixel_kpc=field / crop, fov_kpc=field, bunit="count")
         return info
     pix = None
@@ -185,12 +186,25 @@ def _log_range(record: dict, cfg: dict) -> list[float] | None:
     return [float(lo), float(hi)]
 
 
+def preprocess_meta(p: dict, log_range: list[float] | None) -> dict:
+    """The ``preprocess`` section of ``model.json`` from a config's ``preprocess``."""
+    size = p["size"] if p.get("size") is not None else p["crop"]
+    return {
+        "crop": int(p["crop"]),
+        "size": p.get("size"),
+        "input_size": int(size),
+        "scaling": p["scaling"],
+        "center": p.get("center", "image"),
+        "field_kpc": float(p.get("field_kpc", DEFAULT_FIELD_KPC)),
+        "log_range": log_range,
+    }
+
+
 def model_metadata(run: Path, record: dict, folds: list[int], weights: dict[str, str]) -> dict:
     """The content of ``model.json`` for ``folds`` of the cv run ``run`` (see the module
     docstring), less ``meta_sha256`` (:func:`meta_checksum`)."""
     cfg = record["config"]
     p = cfg["preprocess"]
-    size = p["size"] if p.get("size") is not None else p["crop"]
     fold_info = {}
     for k in folds:
         fj = RunFolder(run).read_fold_info(k)
@@ -205,15 +219,7 @@ def model_metadata(run: Path, record: dict, folds: list[int], weights: dict[str,
         "variant": cfg["model"]["variant"],
         "combine": cfg["model"]["combine"],
         "network": network_config(cfg),
-        "preprocess": {
-            "crop": int(p["crop"]),
-            "size": p.get("size"),
-            "input_size": int(size),
-            "scaling": p["scaling"],
-            "center": p.get("center", "image"),
-            "field_kpc": float(p.get("field_kpc", 1000.0)),
-            "log_range": _log_range(record, cfg),
-        },
+        "preprocess": preprocess_meta(p, _log_range(record, cfg)),
         "training_data": _training_data_info(record, cfg),
         "ensemble": "mean of the fold models' probabilities",
         "folds": folds,

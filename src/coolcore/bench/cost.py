@@ -41,6 +41,7 @@ import torch
 
 from coolcore.bench.cvestimate import bench_fold_overhead, estimate_cv_minutes
 from coolcore.bench.timing import Setting, median_wall_s, paired_ratio, time_interleaved
+from coolcore.data.transforms import DEFAULT_FIELD_KPC
 from coolcore.sim.projection import AXES
 from coolcore.train import hardware
 
@@ -238,20 +239,14 @@ def bench_prepare(
     normalisation and resize, for a model of the config's ``preprocess`` section.
     """
     from coolcore.apps.batches import prepare_maps
+    from coolcore.apps.export import preprocess_meta
     from coolcore.data.inputs import MapInput
 
     p = cfg["preprocess"]
     size = p["size"] if p.get("size") is not None else p["crop"]
-    field_kpc = float(p.get("field_kpc", 1000.0))
+    field_kpc = float(p.get("field_kpc", DEFAULT_FIELD_KPC))
     meta = {
-        "preprocess": {
-            "crop": int(p["crop"]),
-            "size": p.get("size"),
-            "input_size": int(size),
-            "scaling": p["scaling"],
-            "center": p.get("center", "image"),
-            "log_range": None,
-        },
+        "preprocess": preprocess_meta(p, None),
         "training_data": {"pixel_kpc": field_kpc / int(p["crop"]), "kind": "observations"},
     }
     with tempfile.TemporaryDirectory(prefix="coolcore-bench-prepare-") as tmp:

@@ -316,8 +316,8 @@ def _add_predict_parser(sub) -> None:
         "box_x0..box_y1 (crop box in model-input pixels), the map's diagnostics\n"
         "(center_ra, center_dec, pixel_kpc, field_kpc, counts, masked_fraction, warning),\n"
         "log10_tcool, log10_tcool_sigma, predicted_from_tcool (models with the cooling-time\n"
-        "head, model.regression=true), t_cool_gyr (catalogue), error. A map that cannot be read gets an error row; the\n"
-        "exit status is 1 when any failed.",
+        "head, model.regression=true), t_cool_gyr (catalogue), error. A map that cannot\n"
+        "be read gets an error row; the exit status is 1 when any failed.",
         epilog="Examples:\n"
         "  coolcore predict model/ maps/ --out preds.csv --crop-kpc 1000\n"
         "  coolcore predict model/ examples/a1835/a1835_xmm_img.fits.gz \\\n"

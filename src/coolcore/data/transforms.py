@@ -43,6 +43,7 @@ from coolcore.errors import ImageError, UsageError
 
 __all__ = [
     "CENTERS",
+    "DEFAULT_FIELD_KPC",
     "SCALINGS",
     "PreprocessConfig",
     "crop_image",
@@ -52,6 +53,9 @@ __all__ = [
     "rescale_to_range",
     "resize_batch",
 ]
+
+DEFAULT_FIELD_KPC = 1000.0
+"""The field cut around the cluster of an observation (kpc), unless a config says otherwise."""
 
 SCALINGS = ("image", "dataset")
 CENTERS = ("image", "peak")
@@ -82,7 +86,7 @@ class PreprocessConfig:
     size: int | None = None
     scaling: str = "image"
     center: str = "image"
-    field_kpc: float = 1000.0
+    field_kpc: float = DEFAULT_FIELD_KPC
 
     def __post_init__(self) -> None:
         if isinstance(self.crop, bool) or not isinstance(self.crop, int | np.integer):

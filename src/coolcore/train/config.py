@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from coolcore.data.transforms import DEFAULT_FIELD_KPC
 from coolcore.errors import UsageError
 from coolcore.nn.options import check_network_options
 from coolcore.train.hardware import PRECISIONS
@@ -27,7 +28,7 @@ AUGMENTS = ("none", "dihedral")
 
 DEFAULTS: dict[str, dict[str, Any]] = {
     "sample": {"clusters": 318, "seed": 0},
-    "preprocess": {"crop": 256, "size": None, "scaling": "image", "field_kpc": 1000.0},
+    "preprocess": {"crop": 256, "size": None, "scaling": "image", "field_kpc": DEFAULT_FIELD_KPC},
     "model": {
         "variant": "all",
         "combine": "union",

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from coolcore import CLASS_NAMES
+from coolcore.data.transforms import DEFAULT_FIELD_KPC
 from coolcore.errors import UsageError
 from coolcore.runs.atomic import file_sha256
 from coolcore.runs.folder import RunFolder
@@ -62,7 +63,7 @@ def load_data(
         crop=p["crop"],
         size=p["size"],
         scaling=p["scaling"],
-        field_kpc=float(p.get("field_kpc", 1000.0)),
+        field_kpc=float(p.get("field_kpc", DEFAULT_FIELD_KPC)),
     )
     full = cfg["model"].get("crop_source", "input") == "full"
     return load_dataset(
