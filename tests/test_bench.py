@@ -23,7 +23,7 @@ from torchvision.ops import roi_align
 from coolcore.bench import suite as bench
 from coolcore.bench.cost import bench_prepare, bench_step_times
 from coolcore.bench.cvestimate import estimate_cv_minutes
-from coolcore.bench.networks import network_flops
+from coolcore.bench.networks import _autocast, network_flops
 from coolcore.bench.slow import bench_cv_memory, bench_simulate
 from coolcore.bench.suite import format_table, run_bench, write_json
 from coolcore.bench.timing import (
@@ -44,6 +44,8 @@ TINY = (Setting("paper", 64, 2, None), Setting("cpu", 64, 2, 32))
 TOP_KEYS = (
     "train_ratio",
     "infer_ratio",
+    "train_ratio_bf16",
+    "infer_ratio_bf16",
     "gemm_share",
     "data_share",
     "simulate_s",
@@ -218,6 +220,41 @@ def test_bf16_keys_are_null_and_unmeasured_without_native_bf16(tiny_result) -> N
     assert steps["precisions"] == ["32-true"] and steps["auto_precision"] == "32-true"
     assert "not measured" in format_table(tiny_result)
     assert json.loads(json.dumps(tiny_result["bf16_train_speedup"])) is None
+    # the network-to-ResNet ratios are not measured under bf16 either
+    assert tiny_result["train_ratio_bf16"] is None and tiny_result["infer_ratio_bf16"] is None
+    assert tiny_result["models_bf16"] is None
+    assert tiny_result["targets"]["train_ratio_bf16"]["met"] is None
+    assert tiny_result["targets"]["infer_ratio_bf16"]["bound"] == "<= 2.1"
+    assert all(r["precision"] == "32-true" for r in tiny_result["models"].values())
+
+
+def test_autocast_of_the_bench_is_bf16_only_when_asked() -> None:
+    a = torch.ones(4, 4)
+    cpu = torch.device("cpu")
+    with _autocast(cpu, True):
+        assert torch.mm(a, a).dtype == torch.bfloat16
+    with _autocast(cpu, False):
+        assert torch.mm(a, a).dtype == torch.float32
+    with _autocast(cpu):  # default: bf16 on CUDA only
+        assert torch.mm(a, a).dtype == torch.float32
+
+
+def test_network_ratios_under_bf16_when_bf16_is_native(monkeypatch, tiny_result) -> None:
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda cpuinfo_text=None: True)
+    fp32 = {"precision": "32-true"}
+    r = bench._bench_bf16_ratios(TINY[0], fp32, 1, torch.device("cpu"), lambda _m: None)
+    assert r["precision"] == "bf16-mixed" and r["setting"]["name"] == "paper"
+    for key in ("train_ratio", "infer_ratio"):
+        assert math.isfinite(r[key]) and r[key] > 0
+    # one round each: the ratio is that round's network time over the ResNet's
+    t = r["rounds_s"]["train"]
+    assert r["train_ratio"] == pytest.approx(t["all"][0] / t["resnet18"][0])
+    monkeypatch.setattr(hardware, "cpu_has_native_bf16", lambda cpuinfo_text=None: False)
+    assert bench._bench_bf16_ratios(TINY[0], fp32, 1, torch.device("cpu"), print) is None
+    # the table gains a bf16 row for it
+    shown = format_table({**tiny_result, "models_bf16": r})
+    assert "(paper, bf16)" in shown
+    assert "(paper, bf16)" not in format_table(tiny_result)
 
 
 def test_bf16_speedups_are_fp32_over_bf16_when_bf16_is_native(monkeypatch) -> None:

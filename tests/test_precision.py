@@ -154,3 +154,66 @@ def test_deterministic_bf16_training_repeats_exactly(tmp_path) -> None:
     difference = np.abs(first - fp32).max()
     assert 0 < difference < 0.2, difference
     np.testing.assert_allclose(first.sum(axis=1), 1.0, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- allocator
+_MMAPPED_BLOCKS = r"""
+import ctypes, sys
+import torch
+from coolcore.train.hardware import tune_allocator
+
+class MallInfo2(ctypes.Structure):  # glibc >= 2.33, malloc.h
+    _fields_ = [(n, ctypes.c_size_t) for n in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+state = tune_allocator() if sys.argv[1] == "tuned" else {"tuned": False}
+before = libc.mallinfo2().hblks
+big = torch.empty(64 << 20, dtype=torch.uint8)  # 64 MiB, above glibc's largest mmap threshold
+big.fill_(1)
+print(int(state["tuned"]), libc.mallinfo2().hblks - before)
+"""
+
+
+def _glibc_with_mallinfo2() -> bool:
+    import ctypes
+
+    try:
+        return hasattr(ctypes.CDLL("libc.so.6"), "mallinfo2")
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="needs glibc 2.33 or newer")
+def test_tuned_allocator_serves_large_blocks_from_the_heap() -> None:
+    # glibc's own count of mmapped blocks (mallinfo2().hblks) is the reference: a
+    # 64 MiB tensor adds one mmapped block by default and none once tuned
+    import subprocess
+    import sys
+
+    def blocks(mode: str, **env: str) -> tuple[int, int]:
+        import os
+
+        out = subprocess.run(
+            [sys.executable, "-c", _MMAPPED_BLOCKS, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1", **env},
+        ).stdout.split()
+        return int(out[0]), int(out[1])
+
+    assert blocks("default") == (0, 1)
+    assert blocks("tuned") == (1, 0)
+    # the way out: COOLCORE_MALLOC=system leaves glibc as it is
+    assert blocks("tuned", COOLCORE_MALLOC="system") == (0, 1)
+
+
+def test_allocator_state_reports_what_was_done() -> None:
+    state = hardware.tune_allocator()
+    assert set(state) == {"tuned", "how"}
+    assert hardware.allocator_state() == state
+    if state["tuned"]:
+        assert "glibc" in state["how"] and "1 GiB" in state["how"]

@@ -397,8 +397,9 @@ def format_cost(result: Mapping[str, Any]) -> list[str]:
         f"{est['precision']}"
     )
     lines.append(
-        f"  preparing a {prep['map_px']} x {prep['map_px']} FITS map (crop {prep['crop_px']}, "
-        f"input {prep['input_px']} px; no exposure/background correction yet): "
+        f"  preparing a {prep['map_px']} x {prep['map_px']} observation (counts, exposure and "
+        f"background FITS; centre, background, exposure, fill, rebin of the "
+        f"{prep['field_kpc']:g} kpc field to {prep['crop_px']} px, input {prep['input_px']} px): "
         f"{result['prepare_s_per_map']:.4f} s per map"
     )
     return lines

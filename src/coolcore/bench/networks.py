@@ -26,10 +26,13 @@ __all__ = ["bench_data_share", "bench_gemm_share", "bench_models", "network_flop
 
 
 # --------------------------------------------------------------------------- networks
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA (what ``train.precision: auto`` trains in); fp32 elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def _autocast(device: torch.device, bf16: bool | None = None):
+    """bf16 autocast where ``bf16`` (None: on CUDA, what ``train.precision: auto`` trains
+    in there); fp32 otherwise."""
+    if bf16 is None:
+        bf16 = device.type == "cuda"
+    if bf16:
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
@@ -56,7 +59,7 @@ def _inputs(setting: Setting, device: torch.device, seed: int = 0):
     return grey.to(device), rgb.to(device), labels.to(device)
 
 
-def _train_steps(setting: Setting, device: torch.device):
+def _train_steps(setting: Setting, device: torch.device, bf16: bool | None = None):
     """Closures doing one Adam training step of the network and of the plain ResNet-18."""
     from coolcore.nn.losses import total_loss
 
@@ -70,7 +73,7 @@ def _train_steps(setting: Setting, device: torch.device):
     plain.train()
 
     def step_net() -> None:
-        with _autocast(device):
+        with _autocast(device, bf16):
             out = net(grey)
             loss, _ = total_loss(out, y, weight, alphas)
         opt_net.zero_grad(set_to_none=True)
@@ -78,7 +81,7 @@ def _train_steps(setting: Setting, device: torch.device):
         opt_net.step()
 
     def step_plain() -> None:
-        with _autocast(device):
+        with _autocast(device, bf16):
             loss = F.cross_entropy(plain(rgb).float(), y, weight=weight)
         opt_plain.zero_grad(set_to_none=True)
         loss.backward()
@@ -87,7 +90,7 @@ def _train_steps(setting: Setting, device: torch.device):
     return step_net, step_plain
 
 
-def _infer_passes(setting: Setting, device: torch.device):
+def _infer_passes(setting: Setting, device: torch.device, bf16: bool | None = None):
     """Closures doing one inference pass (eval, inference mode) of both networks."""
     net, plain = _networks(setting, device)
     grey, rgb, _ = _inputs(setting, device)
@@ -95,11 +98,11 @@ def _infer_passes(setting: Setting, device: torch.device):
     plain.eval()
 
     def infer_net() -> None:
-        with torch.inference_mode(), _autocast(device):
+        with torch.inference_mode(), _autocast(device, bf16):
             net(grey)
 
     def infer_plain() -> None:
-        with torch.inference_mode(), _autocast(device):
+        with torch.inference_mode(), _autocast(device, bf16):
             plain(rgb)
 
     return infer_net, infer_plain
@@ -111,25 +114,31 @@ def bench_models(
     repeats: int = 5,
     warmup: int = 1,
     device: torch.device | str = "cpu",
+    bf16: bool | None = None,
 ) -> dict[str, Any]:
     """Training step and inference of ``all`` against a plain ResNet-18, interleaved.
+
+    Both networks run under bf16 autocast where ``bf16`` is true (None: on CUDA
+    only), in fp32 otherwise.
 
     Returns
     -------
     dict
-        ``setting``; ``train_s`` and ``infer_s`` (median seconds per batch of
+        ``setting``; ``precision`` (``32-true`` or ``bf16-mixed``); ``train_s`` and ``infer_s`` (median seconds per batch of
         each network); ``train_ratio`` and ``infer_ratio`` (the network over
         the plain ResNet-18, median of per-round ratios); images per second;
         ``rounds_s`` (every timed round); ``gflop_per_image``
         (:func:`network_flops`).
     """
     device = torch.device(device)
-    step_net, step_plain = _train_steps(setting, device)
+    if bf16 is None:
+        bf16 = device.type == "cuda"
+    step_net, step_plain = _train_steps(setting, device, bf16)
     train = time_interleaved(
         {"all": step_net, "resnet18": step_plain}, repeats=repeats, warmup=warmup, device=device
     )
     del step_net, step_plain
-    infer_net, infer_plain = _infer_passes(setting, device)
+    infer_net, infer_plain = _infer_passes(setting, device, bf16)
     infer = time_interleaved(
         {"all": infer_net, "resnet18": infer_plain},
         repeats=2 * repeats,
@@ -148,6 +157,7 @@ def bench_models(
             "batch": b,
             "aux_size_px": setting.aux_size_px,
         },
+        "precision": "bf16-mixed" if bf16 else "32-true",
         "train_s": med["train"],
         "infer_s": med["infer"],
         "train_img_s": {n: b / t for n, t in med["train"].items()},

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from coolcore.train.hardware import allocator_state
+
 __all__ = [
     "CPU",
     "PAPER",
@@ -223,6 +225,7 @@ def machine_info(device: torch.device | str = "cpu") -> dict[str, Any]:
         "platform": platform.platform(),
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "allocator": allocator_state()["how"],
         "load_average_start": load_average(),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

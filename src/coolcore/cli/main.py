@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     global _MAIN_PID
     _MAIN_PID = os.getpid()
+    from coolcore.train.hardware import tune_allocator
+
+    tune_allocator()
     from coolcore.runs.interrupts import clear_interrupt
 
     clear_interrupt()

@@ -30,7 +30,13 @@ from coolcore.errors import UsageError
 from coolcore.nn.losses import class_weights
 from coolcore.runs.atomic import atomic_write_text
 from coolcore.runs.interrupts import raise_if_interrupted
-from coolcore.train.hardware import Hardware, launched_rank, quiet_lightning, resolve_precision
+from coolcore.train.hardware import (
+    Hardware,
+    launched_rank,
+    quiet_lightning,
+    resolve_precision,
+    tune_allocator,
+)
 from coolcore.train.loaders import drop_single_last_batch, make_loader
 from coolcore.train.module import ClusterClassifier, load_module, predict_outputs
 
@@ -204,6 +210,7 @@ def fit_fold(
         images, y, eval_batch, shuffle_seed=None, rows=val_idx, targets=targets, full=full
     )
     precision = resolve_precision(t["precision"], hw.accelerator)
+    allocator = tune_allocator()["how"]
     best_cb, last_cb = _checkpoint_callbacks(fold_dir / "checkpoints")
     trainer = _trainer(cfg, hw, precision, fold_dir, [best_cb, last_cb], progress)
     train_loader = make_loader(
@@ -239,6 +246,7 @@ def fit_fold(
         "epochs": t["epochs"],
         "class_weight": weight,
         "precision": precision,
+        "allocator": allocator,
     }
     if not keep_checkpoint:
         Path(best_path).unlink(missing_ok=True)
