@@ -293,6 +293,14 @@ def test_cv_minutes_recomputed_by_hand_from_the_step_times(tiny_result) -> None:
     fold_s = 8 * epoch_s + 191 * infer_s / 2 + fold_overhead
     assert r["cv_minutes_cpu"] == pytest.approx(5 * fold_s / 60, rel=1e-12)
     assert r["cost"]["fold_overhead"]["fold_overhead_s"] == pytest.approx(fold_overhead)
+    # trained in fp32 here: no second, fp32 estimate beside it
+    assert est["precision"] == "32-true" and est["fp32"] is None
+    # where the estimate is bf16, the fp32 one is shown beside it with their ratio
+    bf16_est = {**est, "precision": "bf16-mixed", "fp32": {**est, "cv_minutes": 3.0}}
+    shown = format_table(
+        {**r, "cv_minutes_cpu": 2.0, "cost": {**r["cost"], "cv_estimate": bf16_est}}
+    )
+    assert "the same in fp32, ESTIMATED: 3.0 min, so bf16-mixed 1.50x faster" in shown
 
 
 def test_cv_estimate_drops_a_last_batch_of_one_map() -> None:

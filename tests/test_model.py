@@ -271,3 +271,20 @@ def test_config_round_trip_and_validation() -> None:
             MultiBranchAttentionNet(**kwargs)
     with pytest.raises(ValueError, match="grey"):
         MultiBranchAttentionNet("baseline")(torch.rand(1, 3, 64, 64))
+
+
+def test_standardised_input_matches_the_imagenet_formula_by_hand() -> None:
+    # the channels-last fast path (one fused pass) against (x - mean) / std written out
+    mean = np.array([0.485, 0.456, 0.406])
+    std = np.array([0.229, 0.224, 0.225])
+    grey = torch.rand(3, 1, 20, 24, generator=torch.Generator().manual_seed(4))
+    want = (grey.numpy().astype(np.float64) - mean[None, :, None, None]) / std[None, :, None, None]
+    for net in (MultiBranchAttentionNet("all"), MultiBranchAttentionNet("all").to_channels_last()):
+        # random weights standardise with mean 0, std 1: the ImageNet values, as
+        # pretrained weights bring them, are set here by hand
+        net.input_mean.copy_(torch.tensor(mean).view(1, 3, 1, 1))
+        net.input_std.copy_(torch.tensor(std).view(1, 3, 1, 1))
+        x = net._backbone_input(grey)
+        assert x.shape == (3, 3, 20, 24) and x.dtype == torch.float32
+        np.testing.assert_allclose(x.numpy(), want, rtol=0, atol=2e-6)
+    assert x.is_contiguous(memory_format=torch.channels_last)

@@ -12,7 +12,12 @@ from pathlib import Path
 import pytest
 
 from coolcore.errors import UsageError
-from coolcore.runs.atomic import atomic_write_text, files_checksum, json_sha256
+from coolcore.runs.atomic import (
+    atomic_torch_save,
+    atomic_write_text,
+    files_checksum,
+    json_sha256,
+)
 from coolcore.runs.folder import RunFolder
 from coolcore.runs.lifecycle import check_resume, finish_run_dir, open_run_dir, prepare_run_dir
 from coolcore.runs.lock import RunLock
@@ -223,6 +228,25 @@ def test_code_version_in_and_outside_a_checkout(tmp_path):
 def test_atomic_write_leaves_no_temporary(tmp_path):
     atomic_write_text(tmp_path / "a.txt", "hello")
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_torch_save_through_a_temporary_name(tmp_path):
+    import pickle
+
+    import torch
+
+    path = tmp_path / "sub" / "last.ckpt"
+    state = {"w": torch.arange(6.0).view(2, 3), "epoch": 3}
+    atomic_torch_save(state, path)
+    back = torch.load(path, weights_only=True)
+    assert back["epoch"] == 3 and torch.equal(back["w"], state["w"])
+    before = path.read_bytes()
+    # a save that fails half-way (a lambda cannot be pickled, after the tensor is
+    # written) leaves the old file as it was and no temporary file behind
+    with pytest.raises(pickle.PicklingError):
+        atomic_torch_save({"w": torch.zeros(1000), "f": lambda: 0}, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.ckpt"]
 
 
 def test_checksum_matches_hashlib(tmp_path):

@@ -330,17 +330,23 @@ def bench_cost(
     say("per-fold overhead: building the network, saving and reading checkpoints")
     overhead = bench_fold_overhead(cfg, repeats=max(1, min(3, repeats)), device=device)
     auto = steps["auto_precision"] if steps["auto_precision"] in steps["precisions"] else FP32
-    estimate = estimate_cv_minutes(
-        n_maps=n_maps,
-        folds=int(cfg["cv"]["folds"]),
-        epochs=int(cfg["train"]["epochs"]),
-        batch_size=s.batch,
-        train_step_s=steps["train_step_s"][auto],
-        infer_step_s=steps["infer_step_s"][auto],
-        test_infer_step_s=steps["infer_step_s"][FP32],
-        fold_overhead_s=overhead["fold_overhead_s"],
-    )
-    estimate["precision"] = auto
+
+    def estimate_in(precision: str) -> dict[str, Any]:
+        out = estimate_cv_minutes(
+            n_maps=n_maps,
+            folds=int(cfg["cv"]["folds"]),
+            epochs=int(cfg["train"]["epochs"]),
+            batch_size=s.batch,
+            train_step_s=steps["train_step_s"][precision],
+            infer_step_s=steps["infer_step_s"][precision],
+            test_infer_step_s=steps["infer_step_s"][FP32],
+            fold_overhead_s=overhead["fold_overhead_s"],
+        )
+        return {**out, "precision": precision}
+
+    estimate = estimate_in(auto)
+    # where bf16 was measured, the same estimate in fp32 beside it
+    estimate["fp32"] = estimate_in(FP32) if auto != FP32 else None
     note = (
         f"ESTIMATE, not a timed run: {estimate['folds']} folds x {estimate['epochs']} epochs on "
         f"{n_maps} maps from step times measured on {device.type} in {auto} "
@@ -396,6 +402,12 @@ def format_cost(result: Mapping[str, Any]) -> list[str]:
         f"{est['test_maps']} maps, {est['train_steps_per_epoch']} steps per epoch, "
         f"{est['precision']}"
     )
+    if est.get("fp32"):
+        fp = est["fp32"]["cv_minutes"]
+        lines.append(
+            f"  the same in fp32, ESTIMATED: {fp:.1f} min, so {est['precision']} "
+            f"{fp / result['cv_minutes_cpu']:.2f}x faster"
+        )
     lines.append(
         f"  preparing a {prep['map_px']} x {prep['map_px']} observation (counts, exposure and "
         f"background FITS; centre, background, exposure, fill, rebin of the "

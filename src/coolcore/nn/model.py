@@ -241,14 +241,15 @@ class MultiBranchAttentionNet(nn.Module):
         if grey.requires_grad and torch.is_grad_enabled():  # out= does not record gradients
             x = (expanded - self.input_mean) / self.input_std
             return x.contiguous(memory_format=torch.channels_last)
-        # Write the difference straight into a channels-last tensor and divide in
-        # place: the same arithmetic as above in two passes instead of three.
+        # One pass straight into a channels-last tensor: x / std - mean / std, which
+        # is the standardisation above up to rounding (a few 1e-7), at half the cost
+        # of a subtraction and an in-place division.
         dtype = torch.result_type(grey, self.input_mean)
         x = torch.empty(
             expanded.shape, dtype=dtype, device=grey.device, memory_format=torch.channels_last
         )
-        torch.sub(expanded, self.input_mean, out=x)
-        return x.div_(self.input_std)
+        scale = self.input_std.reciprocal()
+        return torch.addcmul(-self.input_mean * scale, expanded, scale, out=x)
 
     def _primary(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Primary branch: feature map M, pooled V1 and logits z_p."""

@@ -13,6 +13,7 @@ import pandas as pd
 __all__ = [
     "atomic_write_csv",
     "atomic_write_json",
+    "atomic_torch_save",
     "atomic_write_text",
     "file_sha256",
     "files_checksum",
@@ -26,6 +27,28 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+    return path
+
+
+def atomic_torch_save(obj, path: str | Path) -> Path:
+    """``torch.save`` straight to a temporary file beside ``path``, then a rename.
+
+    Lightning's own checkpoint writer serialises into memory first and copies the
+    bytes out (a training checkpoint of the ``all`` network with Adam's state is
+    about 270 MB); this writes once.  A save that fails or is interrupted removes
+    its temporary file and leaves ``path`` as it was.
+    """
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -23,12 +23,13 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from coolcore import CLASS_NAMES
 from coolcore.data.catalog import labels_from_t_cool
 from coolcore.errors import UsageError
 from coolcore.nn.losses import class_weights
-from coolcore.runs.atomic import atomic_write_text
+from coolcore.runs.atomic import atomic_torch_save, atomic_write_text
 from coolcore.runs.interrupts import raise_if_interrupted
 from coolcore.train.hardware import (
     Hardware,
@@ -90,6 +91,18 @@ class _ProgressBar(TQDMProgressBar):
         return {**super().get_metrics(trainer, pl_module), "precision": self.precision}
 
 
+class _DirectCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, saving straight to disk through a temporary file
+    (:func:`coolcore.runs.atomic.atomic_torch_save`) instead of through a copy in memory:
+    about half the time per checkpoint on a 2-core machine."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        atomic_torch_save(checkpoint, path)
+        return None
+
+
 def _checkpoint_callbacks(ckpt_dir: Path) -> tuple[ModelCheckpoint, ModelCheckpoint]:
     """``best.ckpt`` (weights only, a third of a full checkpoint with Adam's state)
     and ``last.ckpt`` (the full state for --resume, deleted when the fold is done)."""
@@ -123,6 +136,7 @@ def _trainer(
         deterministic=bool(t["deterministic"]),
         logger=CSVLogger(save_dir=str(fold_dir), name="", version=""),
         callbacks=[*callbacks, _StopWhenInterrupted(), *bar],
+        plugins=[_DirectCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,

@@ -276,7 +276,8 @@ def _train_folds(
         run.write_fold_result(k, info, predictions_frame(dataset.catalog, folds[k][2], probs, k))
         say(
             f"fold {k + 1}/{n_folds}: best epoch {info['best_epoch'] + 1}, "
-            f"val macro-F1 {info['best_val_macro_f1']:.3f}, {info['seconds']:.0f} s",
+            f"val macro-F1 {info['best_val_macro_f1']:.3f}, {info['seconds']:.0f} s "
+            f"({info['precision']})",
             quiet,
         )
         _barrier()
