@@ -18,8 +18,10 @@ the same test maps, measured on the same field the network sees
 (:func:`coolcore.train.ablation.concentration_features`).
 
 Writes ``OUT/domain_shift.csv`` (one row per training kind x test kind x method:
-macro-F1, its 95% cluster-bootstrap interval, balanced accuracy, n maps) and
-``OUT/domain_shift.md`` (the README's table), and prints the table.
+macro-F1, its 95% cluster-bootstrap interval, balanced accuracy, n maps),
+``OUT/domain_shift.md`` (the README's table) and every row's predictions in
+``OUT/predictions/TRAIN__TEST__{network,c_SB}.csv`` (``tests/test_results.py``
+recomputes the table from them), and prints the table.
 """
 
 from __future__ import annotations
@@ -55,11 +57,8 @@ def _preprocess(run: Path):
     )
 
 
-def _metrics(catalog: pd.DataFrame, predicted: np.ndarray, probs: np.ndarray | None) -> dict:
-    from sklearn.metrics import balanced_accuracy_score
-
-    from coolcore.evaluate.metrics import compute_metrics
-
+def _table(catalog: pd.DataFrame, predicted: np.ndarray, probs: np.ndarray | None) -> pd.DataFrame:
+    """One row per map: ids, true label, predicted class (and probabilities)."""
     table = pd.DataFrame(
         {
             "image_id": catalog["image_id"].to_numpy(),
@@ -71,6 +70,14 @@ def _metrics(catalog: pd.DataFrame, predicted: np.ndarray, probs: np.ndarray | N
     if probs is not None:
         for c, name in enumerate(CLASS_NAMES):
             table[f"p_{name}"] = probs[:, c]
+    return table
+
+
+def _metrics(table: pd.DataFrame) -> dict:
+    from sklearn.metrics import balanced_accuracy_score
+
+    from coolcore.evaluate.metrics import compute_metrics
+
     m = compute_metrics(table)
     lo, hi = m["macro_f1_ci"]
     return {
@@ -83,15 +90,18 @@ def _metrics(catalog: pd.DataFrame, predicted: np.ndarray, probs: np.ndarray | N
     }
 
 
-def evaluate(train: dict[str, Path], test: dict[str, Path]) -> pd.DataFrame:
-    """One row per (training kind, test kind, method)."""
+def evaluate(
+    train: dict[str, Path], test: dict[str, Path]
+) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """One row per (training kind, test kind, method), and each row's predictions
+    (keyed ``TRAIN__TEST__network`` or ``TRAIN__TEST__c_SB``)."""
     from coolcore.apps.export import export_model
     from coolcore.apps.inference import load_model
     from coolcore.data.catalog import read_catalog, resolve_data
     from coolcore.evaluate.baselines import ConcentrationClassifier
     from coolcore.train.ablation import concentration_features
 
-    rows = []
+    rows, predictions = [], {}
     for tname, run in train.items():
         cfg = _preprocess(run)
         record = json.loads((run / "run.json").read_text())
@@ -111,7 +121,9 @@ def evaluate(train: dict[str, Path], test: dict[str, Path]) -> pd.DataFrame:
                         f"{frame.loc[~ok, 'error'].iloc[0]}"
                     )
                 probs = frame[[f"p_{c}" for c in CLASS_NAMES]].to_numpy()[ok]
-                net = _metrics(cat[ok], frame["predicted"].to_numpy()[ok], probs)
+                net_table = _table(cat[ok], frame["predicted"].to_numpy()[ok], probs)
+                predictions[f"{tname}__{sname}__network"] = net_table
+                net = _metrics(net_table)
                 rows.append(
                     {
                         "train": tname,
@@ -122,16 +134,18 @@ def evaluate(train: dict[str, Path], test: dict[str, Path]) -> pd.DataFrame:
                 )
                 c_test = concentration_features(cat, cfg)
                 pred = np.asarray(clf.predict(c_test["c_SB"]), dtype=object)
+                c_table = _table(cat, pred, None)
+                predictions[f"{tname}__{sname}__c_SB"] = c_table
                 rows.append(
                     {
                         "train": tname,
                         "test": sname,
                         "method": "c_SB, thresholds fitted on train",
-                        **_metrics(cat, pred, None),
+                        **_metrics(c_table),
                     }
                 )
                 print(pd.DataFrame(rows[-2:]).to_string(index=False))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), predictions
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -153,8 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", action="append", required=True, metavar="NAME=DATA")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
     args = parser.parse_args(argv)
-    table = evaluate(_pairs(args.train, "--train"), _pairs(args.test, "--test"))
+    table, predictions = evaluate(_pairs(args.train, "--train"), _pairs(args.test, "--test"))
     args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "predictions").mkdir(exist_ok=True)
+    for name, frame in predictions.items():
+        frame.to_csv(args.out / "predictions" / f"{name}.csv", index=False, float_format="%.9g")
     table.to_csv(args.out / "domain_shift.csv", index=False, float_format="%.4f")
     text = markdown(table)
     (args.out / "domain_shift.md").write_text(text)

@@ -146,3 +146,40 @@ def test_an_old_run_is_summarised_from_its_predictions(run):
             preds["label"], preds["predicted"], labels=list(CLASS_NAMES), average="macro"
         )
         assert summary.loc[method, "macro_f1_mean"] == pytest.approx(macro, abs=1e-12)
+
+
+# --------------------------------------------------------------------------- domain shift
+SHIFT = ROOT / "results" / "shift-cpu"
+
+
+@pytest.mark.skipif(
+    not (SHIFT / "domain_shift.csv").is_file(), reason="the domain-shift table is not committed"
+)
+def test_domain_shift_table_recomputed_from_its_predictions():
+    """benchmarks/domain_shift.py's table against scikit-learn and the bootstrap above,
+    from the predictions it saved; the README quotes this table."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    table = pd.read_csv(SHIFT / "domain_shift.csv")
+    assert {"emissivity", "xmm"} <= set(table["train"])
+    assert {"emissivity", "xmm", "chandra", "erosita"} <= set(table["test"])
+    for row in table.itertuples(index=False):
+        kind = "network" if row.method.startswith("network") else "c_SB"
+        preds = pd.read_csv(
+            SHIFT / "predictions" / f"{row.train}__{row.test}__{kind}.csv",
+            dtype={"image_id": str, "cluster_id": str},
+        )
+        assert len(preds) == row.n_maps and preds["image_id"].is_unique
+        macro = f1_score(
+            preds["label"], preds["predicted"], labels=list(CLASS_NAMES), average="macro"
+        )
+        assert row.macro_f1 == pytest.approx(macro, abs=1e-4)
+        balanced = balanced_accuracy_score(preds["label"], preds["predicted"])
+        assert row.balanced_accuracy == pytest.approx(balanced, abs=1e-4)
+        low, high = _cluster_bootstrap(preds)
+        assert row.ci_low == pytest.approx(low, abs=CI_TOLERANCE)
+        assert row.ci_high == pytest.approx(high, abs=CI_TOLERANCE)
+    for name in ("emissivity", "xmm"):  # the models: the cpu preset on 954 maps
+        record = json.loads((SHIFT / name / "run.json").read_text())
+        assert record["kind"] == "cv" and record["n_images"] == 954
+    assert not list(SHIFT.rglob("*.ckpt"))
