@@ -120,8 +120,11 @@ def evaluate(
                         f"{tname} -> {sname}: {int((~ok).sum())} maps failed: "
                         f"{frame.loc[~ok, 'error'].iloc[0]}"
                     )
+                # both methods are scored on the maps the network could take (a map
+                # refused with an error row, e.g. too few counts, is left out of both)
+                cat = cat[ok].reset_index(drop=True)
                 probs = frame[[f"p_{c}" for c in CLASS_NAMES]].to_numpy()[ok]
-                net_table = _table(cat[ok], frame["predicted"].to_numpy()[ok], probs)
+                net_table = _table(cat, frame["predicted"].to_numpy()[ok], probs)
                 predictions[f"{tname}__{sname}__network"] = net_table
                 net = _metrics(net_table)
                 rows.append(
