@@ -150,6 +150,9 @@ def test_an_old_run_is_summarised_from_its_predictions(run):
 
 # --------------------------------------------------------------------------- domain shift
 SHIFT = ROOT / "results" / "shift-cpu"
+# 106 test clusters: the bootstrap's standard deviation reaches 0.06, so a 2.5% quantile
+# of the table's 1000 replicates has a Monte-Carlo error of about 0.005; 4 times that
+SHIFT_CI_TOLERANCE = 0.02
 
 
 @pytest.mark.skipif(
@@ -176,9 +179,9 @@ def test_domain_shift_table_recomputed_from_its_predictions():
         assert row.macro_f1 == pytest.approx(macro, abs=1e-4)
         balanced = balanced_accuracy_score(preds["label"], preds["predicted"])
         assert row.balanced_accuracy == pytest.approx(balanced, abs=1e-4)
-        low, high = _cluster_bootstrap(preds)
-        assert row.ci_low == pytest.approx(low, abs=CI_TOLERANCE)
-        assert row.ci_high == pytest.approx(high, abs=CI_TOLERANCE)
+        low, high = _cluster_bootstrap(preds, n_boot=4000)
+        assert row.ci_low == pytest.approx(low, abs=SHIFT_CI_TOLERANCE)
+        assert row.ci_high == pytest.approx(high, abs=SHIFT_CI_TOLERANCE)
     for name in ("emissivity", "xmm"):  # the models: the cpu preset on 954 maps
         record = json.loads((SHIFT / name / "run.json").read_text())
         assert record["kind"] == "cv" and record["n_images"] == 954
