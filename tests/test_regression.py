@@ -397,3 +397,22 @@ def test_cv_with_the_head_refuses_a_catalogue_without_cooling_times(tiny_sample,
     assert res.returncode == 2, res.stderr
     assert "catalog.csv: no t_cool_gyr column" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "cv").exists() and not (tmp_path / "cv.partial").exists()
+
+
+def test_cooling_time_head_starts_at_its_stated_prior() -> None:
+    # zero weights and a fixed bias: mu = 0.5 dex and sigma = 0.5 dex for any map, so
+    # the first Gaussian likelihoods are of order one (a random head gave hundreds)
+    from coolcore.nn.model import TCOOL_INIT_MU_DEX, TCOOL_INIT_SIGMA_DEX, MultiBranchAttentionNet
+
+    torch.manual_seed(0)
+    net = MultiBranchAttentionNet("all", regression=True).eval()
+    with torch.no_grad():
+        out = net(torch.rand(4, 1, 64, 64))
+    assert torch.allclose(out.tcool_mu, torch.full((4,), TCOOL_INIT_MU_DEX))
+    assert torch.allclose(out.tcool_sigma, torch.full((4,), TCOOL_INIT_SIGMA_DEX), atol=1e-6)
+    # the likelihood of a 1 Gyr and a 50 Gyr cluster, by hand
+    y = torch.tensor([0.0, math.log10(50.0)])
+    want = np.mean([0.5 * ((v - 0.5) / 0.5) ** 2 + math.log(0.5) for v in y.tolist()])
+    assert gaussian_nll(out.tcool_mu[:2], out.tcool_sigma[:2], y).item() == pytest.approx(
+        want, rel=1e-6
+    )
