@@ -199,7 +199,7 @@ def run_bench(
 
 def _bench_bf16_ratios(setting, measured, repeats, device, say) -> dict[str, Any] | None:
     """The network-to-ResNet-18 ratios under bf16 autocast at ``setting``: on CUDA the
-    fp32-free measurement already made (``measured``); on a CPU with native bf16 a second
+    bf16 measurement already made (``measured``); on a CPU with native bf16 a second
     one; None elsewhere (emulated bf16 is slower than fp32 and no run uses it)."""
     if device.type == "cuda":
         return measured if measured.get("precision") == "bf16-mixed" else None

@@ -63,12 +63,8 @@ __all__ = [
 TCOOL_SIGMA_FLOOR_DEX = 1e-3
 """Smallest standard deviation (dex) the cooling-time head can give: sigma = softplus(s) + this."""
 TCOOL_INIT_MU_DEX, TCOOL_INIT_SIGMA_DEX = 0.5, 0.5
-"""Where the cooling-time head starts, whatever the features: mu = log10(3.2 Gyr), about
-the middle of the sample's log10 t_cool (0.1-60 Gyr), and sigma = 0.5 dex, about its
-spread.  A head with random weights on random-trunk features starts with sigma near the
-floor for some maps, a Gaussian likelihood in the hundreds and gradients that wreck the
-trunks in the first epoch (results/regression-demo/all-s0: training loss 547 in epoch 0,
-then flat)."""
+"""Where the cooling-time head starts for every map (log10 t_cool/Gyr and its sigma):
+a random head wrecked training in its first epoch (results/regression-demo/README.md)."""
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -186,8 +182,7 @@ class MultiBranchAttentionNet(nn.Module):
             self.head_fusion = nn.Linear(2 * width, num_classes)
         if regression:  # created last: the other parameters start as without it
             self.head_tcool = nn.Linear(2 * width if self.has_aux else width, 2)
-            # zero weights: mu and sigma start at TCOOL_INIT_*_DEX for every map
-            nn.init.zeros_(self.head_tcool.weight)
+            nn.init.zeros_(self.head_tcool.weight)  # mu, sigma start at TCOOL_INIT_*
             raw_sigma = math.log(math.expm1(TCOOL_INIT_SIGMA_DEX - TCOOL_SIGMA_FLOOR_DEX))
             with torch.no_grad():
                 self.head_tcool.bias.copy_(torch.tensor([TCOOL_INIT_MU_DEX, raw_sigma]))
@@ -254,9 +249,8 @@ class MultiBranchAttentionNet(nn.Module):
         if grey.requires_grad and torch.is_grad_enabled():  # out= does not record gradients
             x = (expanded - self.input_mean) / self.input_std
             return x.contiguous(memory_format=torch.channels_last)
-        # One pass straight into a channels-last tensor: x / std - mean / std, which
-        # is the standardisation above up to rounding (a few 1e-7), at half the cost
-        # of a subtraction and an in-place division.
+        # One fused pass into a channels-last tensor: x / std - mean / std, the
+        # standardisation above up to rounding (a few 1e-7).
         dtype = torch.result_type(grey, self.input_mean)
         x = torch.empty(
             expanded.shape, dtype=dtype, device=grey.device, memory_format=torch.channels_last
