@@ -297,3 +297,28 @@ def test_export_modes_and_meta_checksum(cv_run, tmp_path):
     with pytest.raises(UsageError, match="not a model folder"):
         export_model(cv_run, other, force=True)
     assert (other / "keep.txt").read_text() == "x"
+
+
+def test_validation_predictions_are_the_fold_models_own(cv_run):
+    """fold_k/val_predictions.csv: fold k's best model on exactly its validation fold
+    (k + 1 mod K in folds.csv), recomputed here from best.ckpt and the preprocessed maps."""
+    import yaml
+
+    from coolcore.train.loaders import as_tensor_images
+    from coolcore.train.module import load_module, predict_outputs
+    from coolcore.train.protocol import load_data
+
+    folds = pd.read_csv(cv_run / "folds.csv", dtype={"image_id": str})
+    test_fold = dict(zip(folds["image_id"], folds["fold"].astype(int), strict=True))
+    cfg = yaml.safe_load((cv_run / "config.yaml").read_text())
+    record = json.loads((cv_run / "run.json").read_text())
+    dataset = load_data(record["data"], cfg, progress=False)
+    images = as_tensor_images(dataset.images)
+    row = {str(i): n for n, i in enumerate(dataset.catalog["image_id"].astype(str))}
+    for k in range(3):
+        val = pd.read_csv(cv_run / f"fold_{k:02d}" / "val_predictions.csv", dtype={"image_id": str})
+        assert {test_fold[i] for i in val["image_id"]} == {(k + 1) % 3}
+        assert len(val) == sum(f == (k + 1) % 3 for f in test_fold.values())
+        net = load_module(cv_run / f"fold_{k:02d}" / "checkpoints" / "best.ckpt").net
+        again = predict_outputs(net, images[[row[i] for i in val["image_id"]]], batch_size=64)
+        np.testing.assert_allclose(val[["p_CC", "p_WCC", "p_NCC"]], again[:, :3], atol=2e-5)

@@ -140,7 +140,11 @@ def _fit_tiny(tmp_path, precision: str, name: str) -> tuple[np.ndarray, dict]:
     finally:
         torch.set_num_threads(before)
     assert result is not None
-    return result
+    probs, info, val_probs = result
+    # the validation maps are predicted by the same model: (6, 3) probabilities
+    assert val_probs.shape == (6, 3)
+    np.testing.assert_allclose(val_probs.sum(axis=1), 1.0, rtol=1e-5)
+    return probs, info
 
 
 def test_deterministic_bf16_training_repeats_exactly(tmp_path) -> None:

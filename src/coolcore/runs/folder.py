@@ -5,7 +5,8 @@ A cv run folder holds::
     run.json          what made the run (:func:`coolcore.runs.record.make_run_record`)
     config.yaml       the full config
     folds.csv         image_id -> test fold
-    fold_XX/          fold.json, predictions.csv, checkpoints/, metrics.csv (the log)
+    fold_XX/          fold.json, predictions.csv, val_predictions.csv, checkpoints/,
+                      metrics.csv (the log)
     predictions.csv   every test image once (the folds' merged)
     metrics.json      metrics of the union of the test folds
     history.csv, confusion_matrix.png, learning_curves.png
@@ -48,6 +49,7 @@ __all__ = [
 PARTIAL_SUFFIX = ".partial"
 RECORD_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.csv"
+VAL_PREDICTIONS_FILE = "val_predictions.csv"
 _IDS = {"image_id": str, "cluster_id": str}
 
 
@@ -215,13 +217,23 @@ class RunFolder:
         path = self.fold_dir(k) / "fold.json"
         return read_json(path) if path.is_file() else None
 
-    def write_fold_result(self, k: int, info: dict, predictions: pd.DataFrame) -> None:
-        """Write ``fold.json`` then ``predictions.csv``, which marks the fold done."""
+    def write_fold_result(
+        self, k: int, info: dict, predictions: pd.DataFrame, validation: pd.DataFrame | None = None
+    ) -> None:
+        """Write ``fold.json`` (and ``val_predictions.csv``: the same model on the fold's
+        validation maps), then ``predictions.csv``, which marks the fold done."""
         atomic_write_json(self.fold_dir(k) / "fold.json", info)
+        if validation is not None:
+            atomic_write_csv(self.fold_dir(k) / VAL_PREDICTIONS_FILE, validation)
         atomic_write_csv(self.fold_dir(k) / PREDICTIONS_FILE, predictions)
 
     def read_fold_predictions(self, k: int) -> pd.DataFrame:
         return read_predictions(self.fold_dir(k) / PREDICTIONS_FILE)
+
+    def read_fold_validation(self, k: int) -> pd.DataFrame | None:
+        """Fold ``k``'s model on its validation maps, or None (a run before they were kept)."""
+        path = self.fold_dir(k) / VAL_PREDICTIONS_FILE
+        return read_predictions(path) if path.is_file() else None
 
     def fold_log(self, k: int) -> Path:
         """Fold ``k``'s Lightning CSV log."""

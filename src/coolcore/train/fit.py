@@ -172,8 +172,8 @@ def fit_fold(
     keep_checkpoint: bool = True,
     tcool: np.ndarray | None = None,
     full_images: torch.Tensor | None = None,
-) -> tuple[np.ndarray, dict] | None:
-    """Train on one fold, pick the best validation epoch, predict its test set.
+) -> tuple[np.ndarray, dict, np.ndarray] | None:
+    """Train on one fold, pick the best validation epoch, predict its test and validation sets.
 
     Parameters
     ----------
@@ -199,13 +199,15 @@ def fit_fold(
 
     Returns
     -------
-    (probs, info) on the global-zero process: the test set's (n_test, 3)
+    (probs, info, val_probs) on the global-zero process: the test set's (n_test, 3)
     probabilities (with ``model.regression`` (n_test, 5): then ``mu`` and
-    ``sigma`` of log10 t_cool, as :func:`predictions_frame` takes them) and a
+    ``sigma`` of log10 t_cool, as :func:`predictions_frame` takes them), a
     dict (what ``fold.json`` records) with the best checkpoint, epoch and
     validation macro-F1, the epochs, the class weights and ``precision``,
     Lightning's precision trained in
-    (:func:`coolcore.train.hardware.resolve_precision` of ``train.precision``);
+    (:func:`coolcore.train.hardware.resolve_precision` of ``train.precision``),
+    and the same outputs of the best epoch's model for the validation set (what
+    temperature scaling is fitted on, :mod:`coolcore.evaluate.calibration`);
     None on other ranks.
     """
     hw = hardware or Hardware()
@@ -246,12 +248,14 @@ def fit_fold(
     if not trainer.is_global_zero:
         return None
     best_path = best_cb.best_model_path or last_cb.last_model_path or str(last)
-    probs = predict_outputs(
+    rows = np.concatenate([test_idx, val_idx])  # one pass for the test and validation maps
+    outputs = predict_outputs(
         load_module(best_path).net,
-        images[test_idx],
+        images[rows],
         batch_size=eval_batch,
-        full=None if full is None else full[test_idx],
+        full=None if full is None else full[rows],
     )
+    probs, val_probs = outputs[: len(test_idx)], outputs[len(test_idx) :]
     score = best_cb.best_model_score
     info = {
         "best_checkpoint": os.path.relpath(best_path, fold_dir),
@@ -267,7 +271,7 @@ def fit_fold(
     last.unlink(missing_ok=True)
     if writes_log:
         merge_kept_log(fold_dir)
-    return probs, info
+    return probs, info, val_probs
 
 
 def _full_maps(cfg: dict, images: torch.Tensor, full: torch.Tensor | None) -> torch.Tensor | None:

@@ -271,9 +271,14 @@ def _train_folds(
         if result is None:  # not the global-zero process of a distributed run
             _barrier()
             continue
-        probs, info = result
+        probs, info, val_probs = result
         info["seconds"] = round(time.perf_counter() - t0, 1)
-        run.write_fold_result(k, info, predictions_frame(dataset.catalog, folds[k][2], probs, k))
+        run.write_fold_result(
+            k,
+            info,
+            predictions_frame(dataset.catalog, folds[k][2], probs, k),
+            predictions_frame(dataset.catalog, folds[k][1], val_probs, k),
+        )
         say(
             f"fold {k + 1}/{n_folds}: best epoch {info['best_epoch'] + 1}, "
             f"val macro-F1 {info['best_val_macro_f1']:.3f}, {info['seconds']:.0f} s "
