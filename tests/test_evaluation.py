@@ -313,18 +313,20 @@ def test_paired_difference_over_repeats_brute_force():
 
     clusters = np.unique(base["cluster_id"])
     draws = np.random.default_rng(1).integers(0, len(clusters), size=(100, len(clusters)))
+    # the second level: the seeds drawn with replacement, from their own stream
+    seed_draws = np.random.default_rng([1, 1]).integers(0, 3, size=(100, 3))
     members = [np.flatnonzero(base["cluster_id"].to_numpy() == c) for c in clusters]
     y = base["label"].to_numpy()
     preds_a = [r["predicted"].to_numpy() for r in reps_a]
     pred_b = base["predicted"].to_numpy()
     diffs = []
-    for draw in draws:
+    for draw, seeds in zip(draws, seed_draws, strict=True):
         idx = np.concatenate([members[g] for g in draw])
 
         def f1(pred, idx=idx):
             return f1_score(y[idx], pred[idx], labels=LABELS, average="macro")
 
-        diffs.append(np.mean([f1(p) for p in preds_a]) - f1(pred_b))
+        diffs.append(np.mean([f1(preds_a[r]) for r in seeds]) - f1(pred_b))
     np.testing.assert_allclose(d["ci"], np.quantile(diffs, [0.025, 0.975]))
     assert d["n_repeats_a"] == 3 and d["n_repeats_b"] == 1
 
@@ -414,3 +416,42 @@ def test_sweep_table():
     assert "| 2 |" in lines[3] and f"{macro:.3f} ± 0.000" in lines[3]
     with pytest.raises(UsageError, match="alphas"):
         sweep_table([{"method": "x", "alphas": (1, 2), "predictions": base}])
+
+
+def test_repeats_paired_by_seed_brute_force():
+    """Two methods with three seeds each: every replicate draws clusters and seeds, the
+    same seeds for both (paired); recomputed with a loop and scikit-learn."""
+    base = make_predictions(n_clusters=12, seed=3)
+    reps_a = [
+        base.assign(predicted=make_predictions(12, seed=20 + s, accuracy=0.9)["predicted"])
+        for s in range(3)
+    ]
+    reps_b = [
+        base.assign(predicted=make_predictions(12, seed=40 + s, accuracy=0.6)["predicted"])
+        for s in range(3)
+    ]
+    d = paired_difference(reps_a, reps_b, n_boot=80, seed=2)
+    clusters = np.unique(base["cluster_id"])
+    draws = np.random.default_rng(2).integers(0, len(clusters), size=(80, len(clusters)))
+    seed_draws = np.random.default_rng([2, 1]).integers(0, 3, size=(80, 3))
+    members = [np.flatnonzero(base["cluster_id"].to_numpy() == c) for c in clusters]
+    y = base["label"].to_numpy()
+    diffs = []
+    for draw, seeds in zip(draws, seed_draws, strict=True):
+        idx = np.concatenate([members[g] for g in draw])
+        fa = [
+            f1_score(y[idx], reps_a[r]["predicted"].to_numpy()[idx], average="macro", labels=LABELS)
+            for r in seeds
+        ]
+        fb = [
+            f1_score(y[idx], reps_b[r]["predicted"].to_numpy()[idx], average="macro", labels=LABELS)
+            for r in seeds
+        ]
+        diffs.append(np.mean(fa) - np.mean(fb))
+    np.testing.assert_allclose(d["ci"], np.quantile(diffs, [0.025, 0.975]))
+    # the seeds' spread widens a method's own interval: identical repeats do not
+    from coolcore.evaluate.paired import repeat_bootstrap
+
+    _, same = repeat_bootstrap([reps_a[0]] * 3, n_boot=200, seed=0, ci=0.95, name="a")
+    _, one = repeat_bootstrap([reps_a[0]], n_boot=200, seed=0, ci=0.95, name="a")
+    np.testing.assert_allclose(same, one)

@@ -12,6 +12,12 @@ are indexed in sorted order of ``cluster_id``; replicate ``b`` draws
 ``rng.integers(0, n_clusters, size=(n_boot, n_clusters))[b]`` with
 ``rng = numpy.random.default_rng(seed)``; the interval is
 ``numpy.quantile(replicates, [(1 - ci) / 2, (1 + ci) / 2])``.
+
+With repeats (training seeds) the bootstrap has two levels, so that an interval
+covers both the clusters and the seeds: replicate ``b`` also draws the repeats
+with replacement, ``numpy.random.default_rng([seed, 1]).integers(0, R, size=(n_boot,
+R))[b]``, and averages the drawn repeats' scores on its resampled clusters
+(:func:`repeat_multiplicities`). One repeat is always drawn once.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ __all__ = [
     "check_boot_args",
     "cluster_multiplicities",
     "percentile_interval",
+    "repeat_multiplicities",
     "sample_std",
     "summarise_repeats",
 ]
@@ -46,6 +53,21 @@ def cluster_multiplicities(n_clusters: int, n_boot: int, seed: int) -> np.ndarra
     offsets = (np.arange(n_boot) * n_clusters)[:, None]
     counts = np.bincount((draws + offsets).ravel(), minlength=n_boot * n_clusters)
     return counts.reshape(n_boot, n_clusters).astype(np.float64)
+
+
+def repeat_multiplicities(n_repeats: int, n_boot: int, seed: int) -> np.ndarray:
+    """How often each repeat (seed) is drawn in each replicate, ``(n_boot, n_repeats)``.
+
+    The second level of the bootstrap: repeats drawn with replacement from their own
+    stream, ``default_rng([seed, 1])``, so the clusters' draws do not depend on R.
+    """
+    if n_repeats == 1:
+        return np.ones((n_boot, 1))
+    rng = np.random.default_rng([seed, 1])
+    draws = rng.integers(0, n_repeats, size=(n_boot, n_repeats))
+    offsets = (np.arange(n_boot) * n_repeats)[:, None]
+    counts = np.bincount((draws + offsets).ravel(), minlength=n_boot * n_repeats)
+    return counts.reshape(n_boot, n_repeats).astype(np.float64)
 
 
 def percentile_interval(replicates: np.ndarray, ci: float) -> list[float]:

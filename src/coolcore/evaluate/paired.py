@@ -3,7 +3,10 @@
 Both sides are scored on the same resampled clusters in every bootstrap replicate
 (:mod:`coolcore.evaluate.intervals`), so the interval reflects only how the two
 methods differ on the same data.  Repeats (seeds) of one method are averaged
-replicate by replicate.
+replicate by replicate, after drawing them with replacement (the bootstrap's second
+level, :func:`coolcore.evaluate.intervals.repeat_multiplicities`), so that intervals
+cover the seeds as well as the clusters. Two methods with the same number of
+repeats are paired by repeat (seed k of one with seed k of the other).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from coolcore.evaluate.intervals import (
     check_boot_args,
     cluster_multiplicities,
     percentile_interval,
+    repeat_multiplicities,
 )
 from coolcore.evaluate.metrics import (
     N_CLASSES,
@@ -70,9 +74,12 @@ def _check_same_images(tables: Sequence[PredictionTable], names: Sequence[str]) 
 
 
 def repeat_macro_f1(
-    tables: Sequence[PredictionTable], cluster_index: pd.Index, weights: np.ndarray | None
+    tables: Sequence[PredictionTable],
+    cluster_index: pd.Index,
+    weights: np.ndarray | None,
+    repeat_weights: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Macro-F1 of each repeat, and its bootstrap replicates averaged over repeats.
+    """Macro-F1 of each repeat, and its bootstrap replicates averaged over drawn repeats.
 
     Parameters
     ----------
@@ -83,6 +90,9 @@ def repeat_macro_f1(
     weights : numpy.ndarray or None
         (n_boot, n_clusters) multiplicities (:func:`cluster_multiplicities`); None
         computes no replicates.
+    repeat_weights : numpy.ndarray, optional
+        (n_boot, R) multiplicities of the repeats (:func:`repeat_multiplicities`);
+        None: every repeat once in every replicate.
 
     Returns
     -------
@@ -96,7 +106,10 @@ def repeat_macro_f1(
     boot_cm = np.einsum("bg,rgk->rbk", weights, counts).reshape(
         len(tables), weights.shape[0], N_CLASSES, N_CLASSES
     )
-    return point["macro_f1"], scores_from_confusion(boot_cm)["macro_f1"].mean(axis=0)
+    per_repeat = scores_from_confusion(boot_cm)["macro_f1"]  # (R, n_boot)
+    if repeat_weights is None:
+        return point["macro_f1"], per_repeat.mean(axis=0)
+    return point["macro_f1"], (repeat_weights * per_repeat.T).sum(axis=1) / len(tables)
 
 
 def paired_difference(
@@ -131,6 +144,9 @@ def paired_difference(
         p-value for "a is better than b"), ``macro_f1_a``, ``macro_f1_b``,
         ``n_images``, ``n_clusters``, ``n_repeats_a``, ``n_repeats_b`` and the
         bootstrap settings.  With ``n_boot=0``, ``ci`` and ``p_value`` are None.
+        With repeats, each replicate also draws the repeats with replacement (the
+        same draws for both sides when they have as many repeats: paired by seed;
+        ``a``'s from ``[seed, 1]``, ``b``'s from ``[seed + 1, 1]`` otherwise).
     """
     check_boot_args(n_boot, ci)
     frames_a, frames_b = as_table_list(pred_a, "pred_a"), as_table_list(pred_b, "pred_b")
@@ -144,8 +160,12 @@ def paired_difference(
 
     cluster_index = pd.Index(np.unique(tables[0].cluster_id))
     weights = cluster_multiplicities(len(cluster_index), n_boot, seed) if n_boot > 0 else None
-    point_a, boot_a = repeat_macro_f1(tables_a, cluster_index, weights)
-    point_b, boot_b = repeat_macro_f1(tables_b, cluster_index, weights)
+    reps_a = repeat_multiplicities(len(tables_a), n_boot, seed) if n_boot > 0 else None
+    reps_b = reps_a  # paired by repeat when both have R repeats
+    if len(tables_b) != len(tables_a) and n_boot > 0:
+        reps_b = repeat_multiplicities(len(tables_b), n_boot, seed + 1)
+    point_a, boot_a = repeat_macro_f1(tables_a, cluster_index, weights, reps_a)
+    point_b, boot_b = repeat_macro_f1(tables_b, cluster_index, weights, reps_b)
     out: dict[str, Any] = {
         "difference": float(point_a.mean() - point_b.mean()),
         "macro_f1_a": float(point_a.mean()),
@@ -168,7 +188,7 @@ def paired_difference(
 def repeat_bootstrap(
     frames: Sequence[pd.DataFrame], *, n_boot: int, seed: int, ci: float, name: str
 ) -> tuple[np.ndarray, list[float] | None]:
-    """Per-repeat macro-F1 and the cluster-bootstrap interval of their mean.
+    """Per-repeat macro-F1 and the interval of their mean (clusters and repeats resampled).
 
     Returns
     -------
@@ -178,5 +198,6 @@ def repeat_bootstrap(
     tables = [parse_predictions(df, name=f"{name}[{i}]") for i, df in enumerate(frames)]
     cluster_index = pd.Index(np.unique(np.concatenate([t.cluster_id for t in tables])))
     weights = cluster_multiplicities(len(cluster_index), n_boot, seed) if n_boot > 0 else None
-    point, boot = repeat_macro_f1(tables, cluster_index, weights)
+    reps = repeat_multiplicities(len(tables), n_boot, seed) if n_boot > 0 else None
+    point, boot = repeat_macro_f1(tables, cluster_index, weights, reps)
     return point, (percentile_interval(boot, ci) if boot is not None else None)
