@@ -322,3 +322,34 @@ def test_validation_predictions_are_the_fold_models_own(cv_run):
         net = load_module(cv_run / f"fold_{k:02d}" / "checkpoints" / "best.ckpt").net
         again = predict_outputs(net, images[[row[i] for i in val["image_id"]]], batch_size=64)
         np.testing.assert_allclose(val[["p_CC", "p_WCC", "p_NCC"]], again[:, :3], atol=2e-5)
+
+
+def test_calibration_block_and_temperatures_used_by_predict(cv_run):
+    """Each fold's temperature is fitted on its validation predictions; metrics.json
+    reports ECE before and after; the loaded model divides each fold's logits by it."""
+    import torch
+
+    from coolcore.apps.inference import load_model
+    from coolcore.evaluate.calibration import fit_temperature, probs_labels
+
+    metrics = json.loads((cv_run / "metrics.json").read_text())
+    cal = metrics["calibration"]
+    assert (cv_run / "reliability.png").is_file()
+    temps = []
+    for k in range(3):
+        info = json.loads((cv_run / f"fold_{k:02d}" / "fold.json").read_text())
+        val = pd.read_csv(cv_run / f"fold_{k:02d}" / "val_predictions.csv")
+        # the CSV keeps 6 significant digits: the same fit, to that precision
+        assert info["temperature"] == pytest.approx(fit_temperature(*probs_labels(val)), rel=2e-3)
+        temps.append(info["temperature"])
+    assert cal["temperature"] == pytest.approx(temps, rel=2e-3)
+    assert 0 <= cal["ece"] <= 1 and cal["ece_ci"][0] <= cal["ece"] <= cal["ece_ci"][1]
+    model = load_model(cv_run, device="cpu")
+    assert model.temperatures == pytest.approx(temps)
+    x = np.random.default_rng(0).random((4, 32, 32)).astype(np.float32)
+    probs, _, _ = model.forward(x)
+    with torch.inference_mode():
+        for k, net in enumerate(model.nets):
+            logits = net(torch.from_numpy(x)[:, None]).logits.float()
+            expected = (logits / temps[k]).softmax(1).double().numpy()
+            np.testing.assert_allclose(probs[k], expected, atol=1e-5)

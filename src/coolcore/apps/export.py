@@ -210,7 +210,8 @@ def model_metadata(run: Path, record: dict, folds: list[int], weights: dict[str,
         fj = RunFolder(run).read_fold_info(k)
         if fj is not None:
             fold_info[str(k)] = {
-                key: fj.get(key) for key in ("best_epoch", "best_val_macro_f1", "epochs")
+                key: fj.get(key)
+                for key in ("best_epoch", "best_val_macro_f1", "epochs", "temperature")
             }
     return {
         "format": FORMAT_NAME,
@@ -221,7 +222,7 @@ def model_metadata(run: Path, record: dict, folds: list[int], weights: dict[str,
         "network": network_config(cfg),
         "preprocess": preprocess_meta(p, _log_range(record, cfg)),
         "training_data": _training_data_info(record, cfg),
-        "ensemble": "mean of the fold models' probabilities",
+        "ensemble": "mean of the fold models' probabilities (logits / fold temperature)",
         "folds": folds,
         "fold_info": fold_info,
         "weights": weights,

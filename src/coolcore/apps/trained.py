@@ -110,6 +110,13 @@ class TrainedModel:
         """The training window's field of view in kpc, if known."""
         return self.meta.get("training_data", {}).get("fov_kpc")
 
+    @property
+    def temperatures(self) -> list[float]:
+        """Each fold model's temperature (fitted on its validation maps at training,
+        :mod:`coolcore.evaluate.calibration`); 1 for a model exported without one."""
+        info = self.meta.get("fold_info") or {}
+        return [float((info.get(str(k)) or {}).get("temperature") or 1.0) for k in self.folds]
+
     def fold_network(self, fold: int) -> MultiBranchAttentionNet:
         """The network of fold ``fold`` (a fold number of :attr:`folds`).
 
@@ -168,7 +175,8 @@ class TrainedModel:
         Returns
         -------
         probs : numpy.ndarray
-            (F, B, 3) class probabilities of each fold model.
+            (F, B, 3) class probabilities of each fold model, its logits divided by
+            its temperature (:attr:`temperatures`).
         boxes : numpy.ndarray
             (F, B, 4) crop boxes ``(x0, y0, x1, y1)`` in input pixels (the whole
             input for ``baseline``).
@@ -183,9 +191,10 @@ class TrainedModel:
         s = images.shape[-1]
         probs, boxes, tcool = [], [], []
         with torch.inference_mode():
-            for net in self.nets:
+            for net, temperature in zip(self.nets, self.temperatures, strict=True):
                 out = net(x) if xf is None else net(x, xf)
-                probs.append(out.logits.float().softmax(dim=1).cpu().double().numpy())
+                logits = out.logits.float() / temperature
+                probs.append(logits.softmax(dim=1).cpu().double().numpy())
                 if out.boxes is None:
                     b = np.tile(np.array([0, 0, s - 1, s - 1], dtype=np.float64), (len(images), 1))
                 else:

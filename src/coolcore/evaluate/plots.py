@@ -19,7 +19,7 @@ from coolcore import CLASS_NAMES
 from coolcore.errors import DataError, UsageError
 from coolcore.evaluate.tables import ablation_summary
 
-__all__ = ["plot_ablation", "plot_confusion_matrix", "plot_learning_curves"]
+__all__ = ["plot_ablation", "plot_confusion_matrix", "plot_learning_curves", "plot_reliability"]
 
 _DPI = 150
 
@@ -268,4 +268,35 @@ def plot_ablation(
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     ax.set_title(title if title is not None else "Macro-F1 per method")
+    return _save(fig, path)
+
+
+def plot_reliability(report: Mapping[str, Any], path: str | Path, *, title: str = "") -> Path:
+    """The reliability diagram of :func:`coolcore.evaluate.calibration.calibration_report`:
+    accuracy against confidence per bin, before and after temperature scaling, the
+    diagonal of perfect calibration, and the number of maps per bin below."""
+    fig = Figure(figsize=(5.0, 5.6))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="perfectly calibrated")
+    n_bins = int(report["n_bins"])
+    width = 1.0 / n_bins
+    for key, name, colour, shift in (
+        ("", "as trained", "tab:blue", -0.2),
+        ("_scaled", "temperature-scaled", "tab:orange", 0.2),
+    ):
+        bins = pd.DataFrame(report[f"bins{key}"]).astype(float)
+        full = bins[bins["n"] > 0]
+        ci = report.get(f"ece{key}_ci")
+        ece = f"ECE {report[f'ece{key}']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        top.plot(full["confidence"], full["accuracy"], "o-", color=colour, label=f"{name}: {ece}")
+        centre = (bins["low"] + bins["high"]) / 2 + shift * width
+        bottom.bar(centre, bins["n"], width=0.4 * width, color=colour)
+    top.set_ylabel("accuracy (fraction correct)")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.legend(loc="upper left", fontsize=8)
+    temps = ", ".join(f"{t:.2f}" for t in report["temperature"])
+    top.set_title(title or f"Reliability (top class); fold temperatures {temps}", fontsize=9)
+    bottom.set_xlabel("confidence (highest class probability)")
+    bottom.set_ylabel("maps")
     return _save(fig, path)

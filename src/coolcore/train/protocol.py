@@ -235,6 +235,7 @@ def _train_folds(
     run: RunFolder, dataset, folds, todo, cfg, *, hardware, progress, keep, quiet, tcool=None
 ) -> None:
     """Train the folds ``todo`` that are not done yet; write each one's results."""
+    from coolcore.evaluate.calibration import fit_temperature, probs_labels
     from coolcore.train.fit import checkpoint_epoch, fit_fold, predictions_frame
     from coolcore.train.loaders import as_tensor_images
 
@@ -273,11 +274,10 @@ def _train_folds(
             continue
         probs, info, val_probs = result
         info["seconds"] = round(time.perf_counter() - t0, 1)
+        validation = predictions_frame(dataset.catalog, folds[k][1], val_probs, k)
+        info["temperature"] = fit_temperature(*probs_labels(validation))
         run.write_fold_result(
-            k,
-            info,
-            predictions_frame(dataset.catalog, folds[k][2], probs, k),
-            predictions_frame(dataset.catalog, folds[k][1], val_probs, k),
+            k, info, predictions_frame(dataset.catalog, folds[k][2], probs, k), validation
         )
         say(
             f"fold {k + 1}/{n_folds}: best epoch {info['best_epoch'] + 1}, "
@@ -336,6 +336,10 @@ def _is_global_zero() -> bool:
 def finalise_cv(run: str | Path, n_folds: int, *, dataset=None, folds=None) -> dict:
     """Merge the folds' predictions; write metrics.json and the figures.
 
+    Where every fold kept its validation predictions, metrics.json gains a
+    ``calibration`` block (:func:`coolcore.evaluate.calibration.calibration_report`:
+    ECE and NLL before and after temperature scaling) and ``reliability.png`` is drawn.
+
     With the cooling-time head (``log10_tcool`` in the predictions) metrics.json
     gains a ``regression`` block (:func:`coolcore.evaluate.regression.regression_report`;
     its concentration baseline needs the run's ``dataset`` and ``folds``).
@@ -352,6 +356,14 @@ def finalise_cv(run: str | Path, n_folds: int, *, dataset=None, folds=None) -> d
         from coolcore.evaluate.regression import regression_report
 
         metrics["regression"] = regression_report(preds, dataset=dataset, folds=folds)
+    validations = [folder.read_fold_validation(k) for k in range(n_folds)]
+    if all(v is not None for v in validations):  # runs before they were kept have none
+        from coolcore.evaluate.calibration import calibration_report
+        from coolcore.evaluate.plots import plot_reliability
+
+        tests = [folder.read_fold_predictions(k) for k in range(n_folds)]
+        metrics["calibration"], _ = calibration_report(tests, validations)
+        plot_reliability(metrics["calibration"], folder.figure("reliability.png"))
     folder.write_metrics(metrics)
     plot_confusion_matrix(metrics, folder.figure("confusion_matrix.png"))
     history = learning_history(run, n_folds)

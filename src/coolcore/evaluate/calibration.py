@@ -1,0 +1,187 @@
+"""Whether the class probabilities mean what they say: reliability, ECE, temperature scaling.
+
+Top-label calibration (Guo et al. 2017, "On calibration of modern neural
+networks"): the maps are binned by their confidence, the highest class
+probability, in ``n_bins`` equal-width bins of [0, 1] (a confidence on an inner
+edge goes to the upper bin, 1.0 to the last); the expected calibration error is
+``ECE = sum_b (n_b / N) |accuracy_b - confidence_b|``.
+
+Temperature scaling divides the logits by one number ``T`` per fold model:
+``p_T = softmax(log p / T)`` (the same thing, since ``log p`` differs from the
+logits by a constant per map). ``T`` is fitted on the fold model's own
+validation maps (``fold_XX/val_predictions.csv``) by minimising their mean
+negative log-likelihood, and applied to that model's test maps, so no test label
+is used. It changes no arg-max: classes and macro-F1 stay the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from coolcore import CLASS_NAMES
+from coolcore.errors import DataError
+from coolcore.evaluate.intervals import cluster_multiplicities, percentile_interval
+
+__all__ = [
+    "PROB_COLUMNS",
+    "calibration_report",
+    "expected_calibration_error",
+    "fit_temperature",
+    "negative_log_likelihood",
+    "probs_labels",
+    "reliability_bins",
+    "scale_temperature",
+]
+
+PROB_COLUMNS = [f"p_{name}" for name in CLASS_NAMES]
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+_EPS = 1e-12
+
+
+def probs_labels(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) probabilities and (N,) class indices of a predictions table."""
+    missing = [c for c in (*PROB_COLUMNS, "label") if c not in frame]
+    if missing:
+        raise DataError(f"predictions lack column(s) {', '.join(missing)}")
+    index = {name: k for k, name in enumerate(CLASS_NAMES)}
+    labels = frame["label"].map(index)
+    if labels.isna().any():
+        raise DataError(f"predictions: label {frame['label'][labels.isna()].iloc[0]!r} unknown")
+    return frame[PROB_COLUMNS].to_numpy(np.float64), labels.to_numpy(int)
+
+
+def _bin_index(confidence: np.ndarray, n_bins: int) -> np.ndarray:
+    return np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+
+
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
+    """The reliability diagram's numbers: per confidence bin ``low``, ``high``, ``n``,
+    ``confidence`` (mean top probability) and ``accuracy`` (NaN for an empty bin)."""
+    probs, labels = np.asarray(probs, np.float64), np.asarray(labels)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    b = _bin_index(confidence, n_bins)
+    n = np.bincount(b, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf = np.bincount(b, weights=confidence, minlength=n_bins) / n
+        acc = np.bincount(b, weights=correct.astype(float), minlength=n_bins) / n
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return pd.DataFrame(
+        {"low": edges[:-1], "high": edges[1:], "n": n, "confidence": conf, "accuracy": acc}
+    )
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 10) -> float:
+    """Top-label ECE with ``n_bins`` equal-width bins (0 = perfectly calibrated)."""
+    bins = reliability_bins(probs, labels, n_bins)
+    full = bins[bins["n"] > 0]
+    gap = (full["accuracy"] - full["confidence"]).abs()
+    return float((full["n"] * gap).sum() / full["n"].sum())
+
+
+def scale_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """``softmax(log p / T)``: the probabilities of logits divided by ``T``."""
+    z = np.log(np.clip(np.asarray(probs, np.float64), _EPS, None)) / float(temperature)
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean ``-log p(true class)`` (natural log)."""
+    p = np.asarray(probs, np.float64)[np.arange(len(labels)), np.asarray(labels)]
+    return float(-np.log(np.clip(p, _EPS, None)).mean())
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The ``T`` in :data:`TEMPERATURE_BOUNDS` that minimises the NLL of ``softmax(log p / T)``
+    (a bounded scalar search on ``log T``)."""
+    from scipy.optimize import minimize_scalar
+
+    if len(labels) == 0:
+        raise DataError("fit_temperature: no maps")
+    lo, hi = np.log(TEMPERATURE_BOUNDS)
+    res = minimize_scalar(
+        lambda log_t: negative_log_likelihood(scale_temperature(probs, np.exp(log_t)), labels),
+        bounds=(lo, hi),
+        method="bounded",
+        options={"xatol": 1e-5},
+    )
+    return float(np.exp(res.x))
+
+
+def _ece_interval(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    clusters: np.ndarray,
+    n_bins: int,
+    n_boot: int,
+    seed: int,
+    ci: float,
+) -> list[float]:
+    """Cluster-bootstrap interval of the ECE (the resampling of
+    :mod:`coolcore.evaluate.intervals`: a drawn cluster brings all its maps)."""
+    index, inverse = np.unique(clusters, return_inverse=True)
+    weights = cluster_multiplicities(len(index), n_boot, seed)[:, inverse]  # (B, N)
+    confidence = probs.max(axis=1)
+    correct = (probs.argmax(axis=1) == labels).astype(float)
+    onehot = np.eye(n_bins)[_bin_index(confidence, n_bins)]  # (N, bins)
+    n = weights @ onehot
+    gap = np.abs(weights @ (onehot * correct[:, None]) - weights @ (onehot * confidence[:, None]))
+    return percentile_interval(gap.sum(axis=1) / n.sum(axis=1), ci)
+
+
+def calibration_report(
+    tests: Sequence[pd.DataFrame],
+    validations: Sequence[pd.DataFrame],
+    *,
+    n_bins: int = 10,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> tuple[dict, pd.DataFrame]:
+    """Calibration of a cross-validation's test predictions, before and after
+    temperature scaling fitted per fold on that fold's validation predictions.
+
+    Parameters
+    ----------
+    tests, validations : one predictions table per fold (the fold model on its test
+        maps, and on its validation maps), in the same fold order.
+
+    Returns
+    -------
+    report : dict
+        ``n_bins``, ``temperature`` (one per fold), ``ece``/``ece_scaled`` with
+        cluster-bootstrap intervals (``ece_ci``, ``ece_scaled_ci``), ``nll`` and
+        ``nll_scaled``, and the reliability bins (``bins``, ``bins_scaled``: lists
+        of dicts as :func:`reliability_bins` gives them).
+    scaled : pandas.DataFrame
+        The test predictions with the scaled probabilities (``predicted`` unchanged).
+    """
+    if len(tests) != len(validations) or not tests:
+        raise DataError("calibration: need the test and validation predictions of every fold")
+    temps, scaled = [], []
+    for test, val in zip(tests, validations, strict=True):
+        t = fit_temperature(*probs_labels(val))
+        temps.append(t)
+        p, _ = probs_labels(test)
+        scaled.append(
+            test.assign(**dict(zip(PROB_COLUMNS, scale_temperature(p, t).T, strict=True)))
+        )
+    raw = pd.concat(list(tests), ignore_index=True)
+    cal = pd.concat(scaled, ignore_index=True)
+    clusters = raw["cluster_id"].astype(str).to_numpy()
+    report: dict = {"n_bins": n_bins, "temperature": temps}
+    for key, frame in (("", raw), ("_scaled", cal)):
+        p, y = probs_labels(frame)
+        report[f"ece{key}"] = expected_calibration_error(p, y, n_bins)
+        report[f"nll{key}"] = negative_log_likelihood(p, y)
+        if n_boot > 0:
+            report[f"ece{key}_ci"] = _ece_interval(p, y, clusters, n_bins, n_boot, seed, ci)
+        bins = reliability_bins(p, y, n_bins).astype(object)
+        report[f"bins{key}"] = bins.where(bins.notna(), None).to_dict("records")  # JSON: null
+    report["bootstrap"] = {"n_boot": n_boot, "seed": seed, "ci": ci, "unit": "cluster"}
+    return report, cal
