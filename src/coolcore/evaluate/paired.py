@@ -32,7 +32,13 @@ from coolcore.evaluate.metrics import (
     scores_from_confusion,
 )
 
-__all__ = ["as_table_list", "paired_difference", "repeat_bootstrap", "repeat_macro_f1"]
+__all__ = [
+    "as_table_list",
+    "check_same_images",
+    "paired_difference",
+    "repeat_bootstrap",
+    "repeat_macro_f1",
+]
 
 
 def as_table_list(preds: pd.DataFrame | Sequence[pd.DataFrame], name: str) -> list[pd.DataFrame]:
@@ -56,7 +62,7 @@ def _image_key(table: PredictionTable, name: str) -> pd.DataFrame:
     return key.sort_values("image_id", kind="stable").reset_index(drop=True)
 
 
-def _check_same_images(tables: Sequence[PredictionTable], names: Sequence[str]) -> None:
+def check_same_images(tables: Sequence[PredictionTable], names: Sequence[str]) -> None:
     """Require identical images, with the same cluster and label, in every table."""
     ref = _image_key(tables[0], names[0])
     for table, name in zip(tables[1:], names[1:], strict=True):
@@ -155,7 +161,7 @@ def paired_difference(
     tables = [
         parse_predictions(df, name=n) for df, n in zip(frames_a + frames_b, names, strict=True)
     ]
-    _check_same_images(tables, names)
+    check_same_images(tables, names)
     tables_a, tables_b = tables[: len(frames_a)], tables[len(frames_a) :]
 
     cluster_index = pd.Index(np.unique(tables[0].cluster_id))

@@ -1,0 +1,174 @@
+"""The README's seeded tables, rebuilt from committed run folders (issue 12).
+
+Usage::
+
+    python benchmarks/seed_table.py results/recipe-cpu [--out results/recipe-cpu/tables.md]
+
+For each sample found in the folder (``SAMPLE-sK``: one ablation per training seed
+K, made by ``benchmarks/recipe_seeds.sh``), with every finished seed:
+
+1. the networks against the astronomers' concentration: macro-F1 mean ± std over
+   the seeds, an interval over clusters and seeds, the paired difference to
+   ``c_SB (fit)`` (thresholds fitted on the training folds), balanced accuracy and
+   the recall of each class (Su et al. 2020's "accuracy per class");
+2. does attention help: ``all`` against ``baseline``, paired by seed, per class (F1);
+3. whether the probabilities mean what they say: each seed's expected calibration
+   error before and after temperature scaling (fitted per fold on its validation
+   maps), and a reliability diagram of the first seed's best network
+   (``reliability-SAMPLE.png``).
+
+The numbers come from :func:`coolcore.evaluate.compare.compare_methods` (two-level
+bootstrap, 1000 replicates, seed 0) and
+:func:`coolcore.evaluate.calibration.calibration_report`;
+tests/test_results.py recomputes them independently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from coolcore import CLASS_NAMES
+from coolcore.evaluate.calibration import calibration_report
+from coolcore.evaluate.compare import compare_methods, comparison_markdown
+from coolcore.evaluate.plots import plot_reliability
+from coolcore.runs.folder import RunFolder
+
+REFERENCE = "c_SB (fit)"
+NETWORKS = ("baseline", "all")
+SU_2020 = "| Su et al. 2020: ResNet-18, mock Chandra TNG300 | – | – | – | – | – | 92% | 81% | 83% |"
+
+
+def seed_runs(root: Path) -> dict[str, dict[int, Path]]:
+    """``{sample: {seed: ablation folder}}`` of the finished ablations under ``root``."""
+    out: dict[str, dict[int, Path]] = {}
+    for path in sorted(root.iterdir()):
+        m = re.fullmatch(r"(.+)-s(\d+)", path.name)
+        if m and path.is_dir() and (path / "run.json").is_file():
+            out.setdefault(m.group(1), {})[int(m.group(2))] = path
+    return out
+
+
+def sample_results(runs: dict[int, Path]) -> dict[str, list]:
+    """``{method: [predictions per seed]}``: the networks of every seed, the concentration
+    baselines once (they do not depend on the training seed)."""
+    results: dict[str, list] = {}
+    for k, (_, path) in enumerate(sorted(runs.items())):
+        for method, frames in RunFolder(path).ablation_results().items():
+            if method in NETWORKS or k == 0:
+                results.setdefault(method, []).extend(frames)
+    return results
+
+
+def calibration_rows(runs: dict[int, Path], sample: str, root: Path) -> list[str]:
+    """One Markdown row per network: ECE and NLL per seed before -> after temperature
+    scaling, mean ± std; draws the first seed's reliability diagram of ``all``."""
+    lines = [
+        "| network | seeds | ECE as trained | ECE temperature-scaled | NLL as trained "
+        "| NLL scaled | fold temperatures |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for method in NETWORKS:
+        reports = []
+        for seed, path in sorted(runs.items()):
+            rep = RunFolder(path).method_run(method, 0)
+            n = len(rep.fold_dirs())
+            vals = [rep.read_fold_validation(k) for k in range(n)]
+            if any(v is None for v in vals):
+                continue
+            tests = [rep.read_fold_predictions(k) for k in range(n)]
+            report, _ = calibration_report(tests, vals)
+            reports.append(report)
+            if method == "all" and len(reports) == 1:
+                plot_reliability(
+                    report,
+                    root / f"reliability-{sample}.png",
+                    title=f"{sample} sample, `all`, seed {seed}: reliability of the test folds",
+                )
+        if not reports:
+            continue
+
+        def pm(key, reports=reports):
+            v = np.array([r[key] for r in reports])
+            return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+        temps = np.concatenate([r["temperature"] for r in reports])
+        lines.append(
+            f"| {method} | {len(reports)} | {pm('ece')} | {pm('ece_scaled')} | {pm('nll')} "
+            f"| {pm('nll_scaled')} | {temps.min():.2f} - {temps.max():.2f} |"
+        )
+    return lines
+
+
+def attention_rows(results: dict[str, list]) -> list[str]:
+    """``all`` minus ``baseline``, paired by seed: macro-F1 and each class's F1."""
+    if not all(m in results for m in NETWORKS):
+        return []
+    table = compare_methods(
+        {m: results[m] for m in NETWORKS}, reference="baseline", n_boot=1000, seed=0
+    ).set_index("method")
+    row = table.loc["all"]
+    keys = ["macro_f1", *(f"f1_{c}" for c in CLASS_NAMES)]
+    head = ["seeds", "Δ macro-F1", *(f"Δ F1 {c}" for c in CLASS_NAMES)]
+    cells = [str(int(row["n_seeds"]))] + [
+        f"{row[f'{k}_diff']:+.3f} [{row[f'{k}_diff_low']:+.3f}, {row[f'{k}_diff_high']:+.3f}]"
+        for k in keys
+    ]
+    return [
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+        "| " + " | ".join(cells) + " |",
+    ]
+
+
+def sample_section(sample: str, runs: dict[int, Path], root: Path) -> str:
+    results = sample_results(runs)
+    seeds = ", ".join(map(str, sorted(runs)))
+    table = compare_methods(results, reference=REFERENCE, n_boot=1000, seed=0)
+    out = [
+        f"### {sample} sample (training seeds {seeds})",
+        "",
+        f"Networks against the concentration; Δ is paired with `{REFERENCE}` on the same "
+        "clusters; recall per class is Su et al.'s accuracy per class.",
+        "",
+        comparison_markdown(table, reference=REFERENCE).rstrip("\n"),
+        SU_2020,
+        "",
+        "Does attention help? `all` minus `baseline`, paired by seed and cluster:",
+        "",
+        *attention_rows(results),
+        "",
+        "Calibration of the test folds (each seed; temperature fitted per fold on its "
+        "validation maps):",
+        "",
+        *calibration_rows(runs, sample, root),
+        "",
+    ]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", type=Path, help="folder of SAMPLE-sK ablation runs")
+    parser.add_argument("--out", type=Path, help="also write the Markdown here")
+    args = parser.parse_args(argv)
+    if not args.root.is_dir():
+        print(f"seed_table.py: {args.root}: no such folder", file=sys.stderr)
+        return 2
+    samples = seed_runs(args.root)
+    if not samples:
+        print(f"seed_table.py: {args.root}: no finished SAMPLE-sK ablation runs", file=sys.stderr)
+        return 2
+    text = "\n".join(sample_section(s, runs, args.root) for s, runs in samples.items())
+    print(text)
+    if args.out:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
