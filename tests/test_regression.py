@@ -402,7 +402,8 @@ def test_cv_with_the_head_refuses_a_catalogue_without_cooling_times(tiny_sample,
 def test_cooling_time_head_starts_at_its_stated_prior() -> None:
     # zero weights and a fixed bias: mu = 0.5 dex and sigma = 0.5 dex for any map, so
     # the first Gaussian likelihoods are of order one (a random head gave hundreds)
-    from coolcore.nn.model import TCOOL_INIT_MU_DEX, TCOOL_INIT_SIGMA_DEX, MultiBranchAttentionNet
+    from coolcore.nn.model import MultiBranchAttentionNet
+    from coolcore.nn.tcool import TCOOL_INIT_MU_DEX, TCOOL_INIT_SIGMA_DEX
 
     torch.manual_seed(0)
     net = MultiBranchAttentionNet("all", regression=True).eval()

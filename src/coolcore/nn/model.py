@@ -1,7 +1,8 @@
 """The multi-branch attention network (paper section III-A to III-C, ``METHOD.md``).
 
 Reading order: the ResNet-18 trunk (:mod:`coolcore.nn.backbone`), the output
-records (:mod:`coolcore.nn.outputs`), the options and their ranges
+records (:mod:`coolcore.nn.outputs`), the cooling-time head
+(:mod:`coolcore.nn.tcool`), the options and their ranges
 (:mod:`coolcore.nn.options`), then the network (:class:`MultiBranchAttentionNet`)
 and the one way from a run config to it (:func:`build_network`).
 
@@ -26,14 +27,12 @@ is.  Both are buffers of the state dict, so a trained network reloads with
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from coolcore import CLASS_NAMES
@@ -52,19 +51,13 @@ from coolcore.nn.masks import (
 )
 from coolcore.nn.options import NETWORK_KEYS, check_network_options
 from coolcore.nn.outputs import Explanation, NetOutput
+from coolcore.nn.tcool import CoolingTimeHead
 
 __all__ = [
-    "TCOOL_SIGMA_FLOOR_DEX",
     "MultiBranchAttentionNet",
     "build_network",
     "network_config",
 ]
-
-TCOOL_SIGMA_FLOOR_DEX = 1e-3
-"""Smallest standard deviation (dex) the cooling-time head can give: sigma = softplus(s) + this."""
-TCOOL_INIT_MU_DEX, TCOOL_INIT_SIGMA_DEX = 0.5, 0.5
-"""Where the cooling-time head starts for every map (log10 t_cool/Gyr and its sigma):
-a random head wrecked training in its first epoch (results/regression-demo/README.md)."""
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -181,11 +174,7 @@ class MultiBranchAttentionNet(nn.Module):
             self.head_aux = nn.Linear(width, num_classes)
             self.head_fusion = nn.Linear(2 * width, num_classes)
         if regression:  # created last: the other parameters start as without it
-            self.head_tcool = nn.Linear(2 * width if self.has_aux else width, 2)
-            nn.init.zeros_(self.head_tcool.weight)  # mu, sigma start at TCOOL_INIT_*
-            raw_sigma = math.log(math.expm1(TCOOL_INIT_SIGMA_DEX - TCOOL_SIGMA_FLOOR_DEX))
-            with torch.no_grad():
-                self.head_tcool.bias.copy_(torch.tensor([TCOOL_INIT_MU_DEX, raw_sigma]))
+            self.head_tcool = CoolingTimeHead(2 * width if self.has_aux else width)
 
     # ------------------------------------------------------------------ config
     CONFIG_KEYS = NETWORK_KEYS
@@ -335,13 +324,8 @@ class MultiBranchAttentionNet(nn.Module):
         return self.head_aux(pooled), self.head_fusion(fused), fused
 
     def _tcool(self, features: Tensor) -> dict[str, Tensor]:
-        """The cooling-time head (float32, outside autocast): ``tcool_mu``, ``tcool_sigma``."""
-        if not self.regression:
-            return {}
-        with torch.autocast(features.device.type, enabled=False):
-            out = self.head_tcool(features.float())
-        sigma = F.softplus(out[:, 1]) + TCOOL_SIGMA_FLOOR_DEX
-        return {"tcool_mu": out[:, 0], "tcool_sigma": sigma}
+        """The cooling-time head's ``tcool_mu``, ``tcool_sigma`` (:mod:`coolcore.nn.tcool`)."""
+        return self.head_tcool.gaussian(features) if self.regression else {}
 
     def forward(self, x: Tensor, full: Tensor | None = None) -> NetOutput:
         """Classify a batch of preprocessed grey images.
