@@ -338,6 +338,11 @@ def _ablation_blocks(run: Path, record: dict, *, explain: bool, progress: bool) 
         ("h", 2, "Results"),
         ("table", header, rows),
     ]
+    from coolcore.apps.verdict import verdict_lines
+
+    verdict = verdict_lines(run)
+    if verdict:
+        blocks += [("h", 2, "Which wins on this sample"), *(("p", line) for line in verdict)]
     if folder.figure("ablation.png").is_file():
         blocks.append(
             (
