@@ -9,6 +9,7 @@
 # One ablation per seed (about 30 minutes with native bf16 on 2 cores), each skipped when
 # finished and resumed when stopped, so the script runs in chunks:
 #   bash benchmarks/recipe_seeds.sh [SEEDS...]        (default seeds: 0 1 2)
+#   SAMPLES=xmm bash benchmarks/recipe_seeds.sh 0     (one sample: default, xmm or both)
 # then: python benchmarks/seed_table.py results/recipe-cpu/default-s* (and xmm-s*)
 set -eu
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ CC=${CC:-.venv/bin/coolcore}
 DATA=${DATA:-data}
 OUT=${OUT:-results/recipe-cpu}
 SEEDS=("${@:-0 1 2}")
+SAMPLES=${SAMPLES:-default xmm}
 RECIPE=(--set train.epochs=16 --set train.schedule=cosine --set train.warmup_epochs=1
         --set train.augment=dihedral --set model.crop_source=full)
 log() { echo "[$(date +%H:%M:%S)] $*"; }
@@ -38,6 +40,7 @@ ablation() {  # SAMPLE SEED
 }
 sim default
 sim xmm --instrument xmm
-for seed in ${SEEDS[@]}; do ablation default "$seed"; done
-for seed in ${SEEDS[@]}; do ablation xmm "$seed"; done
+for sample in $SAMPLES; do
+  for seed in ${SEEDS[@]}; do ablation "$sample" "$seed"; done
+done
 log "done"

@@ -1,0 +1,27 @@
+#!/bin/bash
+# Issue 12, item 5: the cooling-time head with the training recipe on the default sample
+# (benchmarks/recipe_seeds.sh simulates it): the `all` network with model.regression=true
+# at each loss.regression_weight given (default 0.2), one training seed, the same folds as
+# the seeded ablations; each run's metrics.json has the `regression` block (scatter, bias,
+# 68/95% coverage beside the least-squares fit of log10 t_cool on log10 c_SB on the same
+# folds) and the classification with the head.
+#   bash benchmarks/regression_default.sh [WEIGHTS...]     (about 25 minutes each in bf16)
+set -eu
+cd "$(dirname "$0")/.."
+CC=${CC:-.venv/bin/coolcore}
+DATA=${DATA:-data}
+OUT=${OUT:-results/recipe-cpu}
+RECIPE=(--set train.epochs=16 --set train.schedule=cosine --set train.warmup_epochs=1
+        --set train.augment=dihedral --set model.crop_source=full)
+log() { echo "[$(date +%H:%M:%S)] $*"; }
+for w in "${@:-0.2}"; do
+  name=regression-default-w$w
+  [ -d "$OUT/$name" ] && continue
+  resume=""; [ -d "$OUT/$name.partial" ] && resume="--resume"
+  log "cv $name"
+  $CC cv "$DATA/default" --config cpu "${RECIPE[@]}" --variant all --seed 0 \
+    --set model.regression=true --set "loss.regression_weight=$w" --out "$OUT/$name" \
+    --no-progress $resume
+  find "$OUT/$name" -name '*.ckpt' -delete   # run folders are committed without checkpoints
+done
+log "done"
