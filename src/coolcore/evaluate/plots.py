@@ -294,7 +294,7 @@ def plot_reliability(report: Mapping[str, Any], path: str | Path, *, title: str 
     top.set_ylabel("accuracy (fraction correct)")
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
-    top.legend(loc="upper left", fontsize=8)
+    top.legend(loc="lower right", fontsize=8)
     temps = ", ".join(f"{t:.2f}" for t in report["temperature"])
     top.set_title(title or f"Reliability (top class); fold temperatures {temps}", fontsize=9)
     bottom.set_xlabel("confidence (highest class probability)")
