@@ -281,16 +281,17 @@ def test_cv_minutes_recomputed_by_hand_from_the_step_times(tiny_result) -> None:
     train_s = steps["train_step_s"]["32-true"]
     infer_s = steps["infer_step_s"]["32-true"]
     overhead = r["cost"]["fold_overhead"]
+    epochs = load_config("cpu")["train"]["epochs"]  # 16: the preset's recipe
     fold_overhead = (
         2 * overhead["build_s"]
-        + 8 * (overhead["save_full_s"] + overhead["save_weights_s"])
+        + epochs * (overhead["save_full_s"] + overhead["save_weights_s"])
         + overhead["load_s"]
     )
-    # default sample: 954 maps; cpu preset: 5 folds, 8 epochs; batch 2 here
+    # default sample: 954 maps; cpu preset: 5 folds; batch 2 here
     # 954 / 5 = 190.8 -> 191 validation and 191 test maps, 572 training maps (286 steps)
     assert (est["train_maps"], est["val_maps"], est["test_maps"]) == (572, 191, 191)
     epoch_s = 286 * train_s + 191 * infer_s / 2
-    fold_s = 8 * epoch_s + 191 * infer_s / 2 + fold_overhead
+    fold_s = epochs * epoch_s + 191 * infer_s / 2 + fold_overhead
     assert r["cv_minutes_cpu"] == pytest.approx(5 * fold_s / 60, rel=1e-12)
     assert r["cost"]["fold_overhead"]["fold_overhead_s"] == pytest.approx(fold_overhead)
     # trained in fp32 here: no second, fp32 estimate beside it

@@ -12,9 +12,17 @@ def test_presets_load_and_validate(name):
     assert set(cfg) == set(DEFAULTS)
     assert cfg["loss"]["alphas"] == [0.8, 0.1, 0.1, 0.1]
     assert cfg["train"]["lr"] == pytest.approx(1e-3)
-    # StepLR(10, 0.1) as in the paper; the 8-epoch cpu preset drops the rate after epoch 6
-    step = {"paper": 10, "cpu": 6, "demo": 10}[name]
-    assert (cfg["train"]["step_size"], cfg["train"]["gamma"]) == (step, pytest.approx(0.1))
+    # StepLR(10, 0.1) as in the paper; the cpu preset's recipe: warm-up, then cosine
+    assert (cfg["train"]["step_size"], cfg["train"]["gamma"]) == (10, pytest.approx(0.1))
+    recipe = ("cosine", 1, "dihedral", "full", 16)
+    got = (
+        cfg["train"]["schedule"],
+        cfg["train"]["warmup_epochs"],
+        cfg["train"]["augment"],
+        cfg["model"]["crop_source"],
+        cfg["train"]["epochs"],
+    )
+    assert (got == recipe) == (name == "cpu")
 
 
 def test_paper_preset_is_the_papers_protocol():

@@ -108,6 +108,10 @@ def _closures(cfg: Mapping[str, Any], device: torch.device, precision: str):
     opt = torch.optim.Adam(net.parameters(), lr=cfg["train"]["lr"])
     g = torch.Generator().manual_seed(0)
     x = torch.rand(s.batch, 1, s.size_px, s.size_px, generator=g).to(device)
+    full = None  # crop_source "full": the maps before the resize, as the loaders bring them
+    if net.crop_source == "full":
+        crop = int(cfg["preprocess"]["crop"])
+        full = torch.rand(s.batch, 1, crop, crop, generator=g).to(device)
     y = (torch.arange(s.batch) % 3).to(device)
     weight = torch.ones(3, device=device)
     alphas = tuple(cfg["loss"]["alphas"])
@@ -115,7 +119,7 @@ def _closures(cfg: Mapping[str, Any], device: torch.device, precision: str):
     def train() -> None:
         net.train()
         with precision_context(device, precision):
-            loss, _ = total_loss(net(x), y, weight, alphas)
+            loss, _ = total_loss(net(x, full), y, weight, alphas)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -123,7 +127,7 @@ def _closures(cfg: Mapping[str, Any], device: torch.device, precision: str):
     def infer() -> None:
         net.eval()
         with torch.inference_mode(), precision_context(device, precision):
-            net(x)
+            net(x, full)
 
     return train, infer
 
