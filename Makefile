@@ -29,7 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_simulate.py
 
 tables: $(STAMP)
-	$(BIN)/python benchmarks/seed_table.py results/recipe-cpu --out results/recipe-cpu/tables.md
+	$(BIN)/python benchmarks/seed_table.py results/recipe-cpu --out results/recipe-cpu/tables.md --readme README.md
 
 clean:
 	rm -rf runs .pytest_cache

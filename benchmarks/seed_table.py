@@ -3,6 +3,10 @@
 Usage::
 
     python benchmarks/seed_table.py results/recipe-cpu [--out results/recipe-cpu/tables.md]
+        [--readme README.md]
+
+(``make tables`` runs it with both: the Markdown goes to ``tables.md`` and replaces
+what stands between the README's ``<!-- seed tables -->`` and ``<!-- /seed tables -->``.)
 
 For each sample found in the folder (``SAMPLE-sK``: one ablation per training seed
 K, made by ``benchmarks/recipe_seeds.sh``), with every finished seed:
@@ -155,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="folder of SAMPLE-sK ablation runs")
     parser.add_argument("--out", type=Path, help="also write the Markdown here")
+    parser.add_argument(
+        "--readme", type=Path, help="replace the README's part between the seed-table markers"
+    )
     args = parser.parse_args(argv)
     if not args.root.is_dir():
         print(f"seed_table.py: {args.root}: no such folder", file=sys.stderr)
@@ -167,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     if args.out:
         args.out.write_text(text)
+    if args.readme:
+        readme = args.readme.read_text()
+        begin, end = "<!-- seed tables -->", "<!-- /seed tables -->"
+        if readme.count(begin) != 1 or readme.count(end) != 1:
+            print(f"seed_table.py: {args.readme}: needs one {begin} and one {end}", file=sys.stderr)
+            return 2
+        head, rest = readme.split(begin)
+        args.readme.write_text(f"{head}{begin}\n\n{text}\n{end}{rest.split(end)[1]}")
     return 0
 
 
