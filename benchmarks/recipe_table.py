@@ -9,7 +9,9 @@ Per run: the recipe (epochs, schedule, warm-up, augmentation, crop source, from 
 (``metrics.json``), and from ``history.csv``: the best epoch of each fold, how many
 epochs after the first two had a validation macro-F1 below 0.25 (one class predicted
 for nearly every map: a collapse), and the relative change of the validation loss over
-each fold's last three epochs (near 0: the curve has flattened), averaged over folds.
+each fold's last three epochs (near 0: the curve has flattened), and the range (max -
+min) of the validation macro-F1 over each fold's last four epochs and over the epochs
+between the second and those (small: the score has settled), averaged over folds.
 """
 
 from __future__ import annotations
@@ -27,16 +29,22 @@ def row(run: Path) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     hist = pd.read_csv(run / "history.csv")
     train, model = cfg["train"], cfg["model"]
-    best, collapses, tail = [], 0, []
+    best, collapses, tail, settled, middle = [], 0, [], [], []
     for _, fold in hist.groupby("fold"):
         fold = fold.sort_values("epoch")
         best.append(int(fold.loc[fold["val_macro_f1"].idxmax(), "epoch"]) + 1)
         collapses += int((fold["val_macro_f1"].iloc[2:] < 0.25).sum())
+        f1 = fold["val_macro_f1"].to_numpy()
+        settled.append(f1[-4:].max() - f1[-4:].min())
+        middle.append(f1[2:-4].max() - f1[2:-4].min() if len(f1) > 6 else float("nan"))
         last = fold["val_loss"].to_numpy()[-3:]
         tail.append((last[-1] - last[0]) / last[0])
     lo, hi = metrics["macro_f1_ci"]
     return {
-        "run": run.name,
+        # an ablation's network run is SAMPLE-sK/METHOD/rep_XX: name it by the first two
+        "run": f"{run.parents[1].name} {run.parent.name}"
+        if run.name.startswith("rep_")
+        else run.name,
         "epochs": train["epochs"],
         "schedule": f"{train.get('schedule', 'step')} (warm-up {train.get('warmup_epochs', 0)})",
         "augment": train.get("augment", "none"),
@@ -45,6 +53,9 @@ def row(run: Path) -> dict:
         "best epochs": "/".join(map(str, best)),
         "collapsed epochs": collapses,
         "val loss, last 3 epochs": f"{100 * sum(tail) / len(tail):+.0f}%",
+        "val F1 range, last 4 / middle epochs": (
+            f"{sum(settled) / len(settled):.2f} / {sum(middle) / len(middle):.2f}"
+        ),
     }
 
 
