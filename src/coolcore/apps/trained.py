@@ -113,9 +113,12 @@ class TrainedModel:
     @property
     def temperatures(self) -> list[float]:
         """Each fold model's temperature (fitted on its validation maps at training,
-        :mod:`coolcore.evaluate.calibration`); 1 for a model exported without one."""
+        :mod:`coolcore.evaluate.calibration`); 1 for a model exported without one, and for
+        every network when ``meta["folds"]`` does not match the networks given."""
         info = self.meta.get("fold_info") or {}
-        return [float((info.get(str(k)) or {}).get("temperature") or 1.0) for k in self.folds]
+        temps = [float((info.get(str(k)) or {}).get("temperature") or 1.0) for k in self.folds]
+        # networks given without their folds' metadata (built by hand): no temperature
+        return temps if len(temps) == len(self.nets) else [1.0] * len(self.nets)
 
     def fold_network(self, fold: int) -> MultiBranchAttentionNet:
         """The network of fold ``fold`` (a fold number of :attr:`folds`).
