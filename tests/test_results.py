@@ -328,3 +328,25 @@ def test_seeded_table_recomputed_independently(sample):
         assert float(cells[3].split(" ")[0]) == pytest.approx(np.mean(after), abs=2e-3)
     for run in runs:
         assert not list(run.rglob("*.ckpt"))
+
+
+def test_cooling_time_run_recomputed():
+    """The README's cooling-time figures (results/recipe-cpu/regression-default-w0.2):
+    scatter and 68/95% coverage of the network recomputed from its predictions."""
+    from scipy.stats import norm
+
+    run = SEEDED / "regression-default-w0.2"
+    preds = pd.read_csv(run / "predictions.csv")
+    assert len(preds) == 954 and not list(run.rglob("*.ckpt"))
+    residual = np.log10(preds["t_cool_gyr"]) - preds["log10_tcool"]
+    z = np.abs(residual) / preds["log10_tcool_sigma"]
+    net = json.loads((run / "metrics.json").read_text())["regression"]["network"]
+    assert net["scatter_dex"] == pytest.approx(np.std(residual, ddof=1), abs=1e-3)
+    assert net["coverage_68"] == pytest.approx(np.mean(z <= norm.ppf(0.84)), abs=1e-9)
+    assert net["coverage_95"] == pytest.approx(np.mean(z <= norm.ppf(0.975)), abs=1e-9)
+    readme = (ROOT / "README.md").read_text()
+    assert f"{net['scatter_dex']:.2f} dex" in readme
+    assert (
+        f"{100 * net['coverage_68']:.1f}%" in readme
+        and f"{100 * net['coverage_95']:.1f}%" in readme
+    )
