@@ -29,6 +29,7 @@ from coolcore.apps.devices import resolve_device
 from coolcore.apps.predictions import PredictionTable, catalog_metrics
 from coolcore.data.inputs import MapInput, as_inputs, collect_inputs
 from coolcore.errors import ImageError, UsageError
+from coolcore.evaluate.calibration import fold_temperatures
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -112,13 +113,8 @@ class TrainedModel:
 
     @property
     def temperatures(self) -> list[float]:
-        """Each fold model's temperature (fitted on its validation maps at training,
-        :mod:`coolcore.evaluate.calibration`); 1 for a model exported without one, and for
-        every network when ``meta["folds"]`` does not match the networks given."""
-        info = self.meta.get("fold_info") or {}
-        temps = [float((info.get(str(k)) or {}).get("temperature") or 1.0) for k in self.folds]
-        # networks given without their folds' metadata (built by hand): no temperature
-        return temps if len(temps) == len(self.nets) else [1.0] * len(self.nets)
+        """Each fold model's temperature (:func:`coolcore.evaluate.calibration.fold_temperatures`)."""
+        return fold_temperatures(self.meta, len(self.nets))
 
     def fold_network(self, fold: int) -> MultiBranchAttentionNet:
         """The network of fold ``fold`` (a fold number of :attr:`folds`).

@@ -30,6 +30,7 @@ __all__ = [
     "calibration_report",
     "expected_calibration_error",
     "fit_temperature",
+    "fold_temperatures",
     "negative_log_likelihood",
     "probs_labels",
     "reliability_bins",
@@ -185,3 +186,12 @@ def calibration_report(
         report[f"bins{key}"] = bins.where(bins.notna(), None).to_dict("records")  # JSON: null
     report["bootstrap"] = {"n_boot": n_boot, "seed": seed, "ci": ci, "unit": "cluster"}
     return report, cal
+
+
+def fold_temperatures(meta: dict, n_nets: int) -> list[float]:
+    """The temperatures of a model's fold networks from its ``model.json`` metadata
+    (``fold_info``, in the order of ``folds``): 1 for a fold exported without one, and
+    for every network when ``folds`` does not match the ``n_nets`` networks given."""
+    info = meta.get("fold_info") or {}
+    temps = [float((info.get(str(k)) or {}).get("temperature") or 1.0) for k in meta["folds"]]
+    return temps if len(temps) == n_nets else [1.0] * n_nets
