@@ -10,6 +10,9 @@
 # finished and resumed when stopped, so the script runs in chunks:
 #   bash benchmarks/recipe_seeds.sh [SEEDS...]        (default seeds: 0 1 2)
 #   SAMPLES=xmm bash benchmarks/recipe_seeds.sh 0     (one sample: default, xmm or both)
+#   SAMPLES=default-dataset bash benchmarks/recipe_seeds.sh
+#        the default sample with one brightness scale for all maps (preprocess.scaling=
+#        dataset: the log range of the whole data set instead of each map's own)
 # then: python benchmarks/seed_table.py results/recipe-cpu/default-s* (and xmm-s*)
 set -eu
 cd "$(dirname "$0")/.."
@@ -30,12 +33,13 @@ sim() {  # NAME [--instrument X]
   fi
 }
 ablation() {  # SAMPLE SEED
-  local name=$1-s$2
+  local name=$1-s$2 data=$1 extra=()
+  if [ "$1" = default-dataset ]; then data=default; extra=(--set preprocess.scaling=dataset); fi
   [ -d "$OUT/$name" ] && return 0   # finished (an unfinished run is $name.partial)
   local resume=""; [ -d "$OUT/$name.partial" ] && resume="--resume"
   log "ablation $name"
-  $CC ablation "$DATA/$1" --config cpu "${RECIPE[@]}" --methods all --repeats 1 --seed "$2" \
-    --out "$OUT/$name" --no-progress $resume
+  $CC ablation "$DATA/$data" --config cpu "${RECIPE[@]}" "${extra[@]}" --methods all --repeats 1 \
+    --seed "$2" --out "$OUT/$name" --no-progress $resume
   find "$OUT/$name" -name '*.ckpt' -delete   # run folders are committed without checkpoints
 }
 sim default
