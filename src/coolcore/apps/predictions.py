@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,13 +32,19 @@ import pandas as pd
 
 from coolcore import CLASS_NAMES
 from coolcore.data.inputs import MapInput
-from coolcore.errors import UsageError
+from coolcore.errors import ImageError, UsageError
 from coolcore.evaluate.regression import classes_from_log10_tcool
 
 if TYPE_CHECKING:  # pragma: no cover
     from coolcore.apps.batches import PredictionBatch
 
-__all__ = ["PREDICTION_COLUMNS", "PredictionTable", "catalog_metrics", "write_predictions"]
+__all__ = [
+    "PREDICTION_COLUMNS",
+    "PredictionTable",
+    "catalog_metrics",
+    "prediction_frame",
+    "write_predictions",
+]
 
 BOX_COLUMNS: tuple[str, ...] = ("box_x0", "box_y0", "box_x1", "box_y1")
 
@@ -141,6 +147,29 @@ class PredictionTable:
         ]
         data["error"] = self.error
         return pd.DataFrame(data, columns=list(PREDICTION_COLUMNS))
+
+
+def prediction_frame(
+    items: Sequence[MapInput], batches: Iterable[PredictionBatch], *, raise_errors: bool = False
+) -> pd.DataFrame:
+    """The prediction table of ``items`` from their batches (:meth:`TrainedModel.predict_batches`).
+
+    Parameters
+    ----------
+    items : sequence of MapInput
+        The maps the batches were made from, in order.
+    batches : iterable of PredictionBatch
+        The batches, consumed here.
+    raise_errors : bool
+        Raise the first failed map's :class:`~coolcore.errors.ImageError` instead
+        of giving it a row with ``error`` set.
+    """
+    table = PredictionTable(items)
+    for batch in batches:
+        if raise_errors and batch.errors:
+            raise ImageError(batch.errors[min(batch.errors)])
+        table.add(batch)
+    return table.frame()
 
 
 def catalog_metrics(items: Sequence[MapInput], frame: pd.DataFrame) -> dict | None:

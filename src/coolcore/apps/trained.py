@@ -7,8 +7,7 @@
 :class:`PredictionBatch` per batch (which maps were read, their model inputs,
 each fold model's probabilities and boxes and, when asked, one fold model's
 :class:`~coolcore.nn.model.Explanation`).  :meth:`TrainedModel.predict` fills
-the prediction table (:class:`coolcore.apps.predictions.PredictionTable`) from
-it, :func:`coolcore.apps.explain.explain_maps` draws figures from it.  A map's
+the prediction table from it (:func:`coolcore.apps.predictions.prediction_frame`), :func:`coolcore.apps.explain.explain_maps` draws figures from it.  A map's
 numbers do not depend on the batch it is in (nor on ``batch_size``).
 """
 
@@ -26,9 +25,9 @@ import pandas as pd
 
 from coolcore.apps.batches import PredictionBatch, PreparedMaps, prepare_maps
 from coolcore.apps.devices import resolve_device
-from coolcore.apps.predictions import PredictionTable, catalog_metrics
-from coolcore.data.inputs import MapInput, as_inputs, collect_inputs
-from coolcore.errors import ImageError, UsageError
+from coolcore.apps.predictions import catalog_metrics, prediction_frame
+from coolcore.data.inputs import MapInput, as_inputs, collect_inputs, window_options
+from coolcore.errors import UsageError
 from coolcore.evaluate.calibration import fold_temperatures
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -264,19 +263,8 @@ class TrainedModel:
         """
         if batch_size < 1:
             raise UsageError(f"batch size {batch_size}: must be at least 1")
-        if crop_px is not None and crop_px < 2:
-            raise UsageError(f"--crop-px {crop_px}: must be at least 2")
-        if crop_kpc is not None and not crop_kpc > 0:
-            raise UsageError(f"--crop-kpc {crop_kpc}: must be a positive number of kpc")
-        if pixel_kpc is not None and not pixel_kpc > 0:
-            raise UsageError(f"--pixel-kpc {pixel_kpc}: must be a positive number of kpc")
+        window = window_options(crop_px, crop_kpc, pixel_kpc, cosmology)
         explainer = None if explain_fold is None else self.fold_network(explain_fold)
-        window = {
-            "crop_px": crop_px,
-            "crop_kpc": crop_kpc,
-            "pixel_kpc": pixel_kpc,
-            "cosmology": cosmology,
-        }
         return self._batches(
             as_inputs(items, pixel_kpc),
             batch_size,
@@ -412,8 +400,7 @@ class TrainedModel:
             items = collect_inputs(catalog=catalog) + items
         if not items:
             raise UsageError("no maps given: pass paths, arrays or catalog=CSV")
-        table = PredictionTable(items)
-        for batch in self.predict_batches(
+        batches = self.predict_batches(
             items,
             batch_size=batch_size,
             crop_px=crop_px,
@@ -423,11 +410,8 @@ class TrainedModel:
             progress=progress,
             on_warning=on_warning,
             on_error=on_error,
-        ):
-            if errors == "raise" and batch.errors:
-                raise ImageError(batch.errors[min(batch.errors)])
-            table.add(batch)
-        frame = table.frame()
+        )
+        frame = prediction_frame(items, batches, raise_errors=errors == "raise")
         return frame if output == "frame" else frame.to_dict(orient="records")
 
     def evaluate(

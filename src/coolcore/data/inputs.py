@@ -317,6 +317,33 @@ def observation_field(
 
 
 # ------------------------------------------------------------------ pixel scale
+def window_options(
+    crop_px: int | None = None,
+    crop_kpc: float | None = None,
+    pixel_kpc: float | None = None,
+    cosmology: str | None = None,
+) -> dict:
+    """The user's window options, checked: ``{"crop_px", "crop_kpc", "pixel_kpc", "cosmology"}``.
+
+    Raises
+    ------
+    coolcore.errors.UsageError
+        ``crop_px`` below 2, or ``crop_kpc`` / ``pixel_kpc`` not a positive number.
+    """
+    if crop_px is not None and crop_px < 2:
+        raise UsageError(f"--crop-px {crop_px}: must be at least 2")
+    if crop_kpc is not None and not crop_kpc > 0:
+        raise UsageError(f"--crop-kpc {crop_kpc}: must be a positive number of kpc")
+    if pixel_kpc is not None and not pixel_kpc > 0:
+        raise UsageError(f"--pixel-kpc {pixel_kpc}: must be a positive number of kpc")
+    return {
+        "crop_px": crop_px,
+        "crop_kpc": crop_kpc,
+        "pixel_kpc": pixel_kpc,
+        "cosmology": cosmology,
+    }
+
+
 def input_window_px(
     shape: tuple[int, int],
     map_pixel_kpc: float | None,
