@@ -302,6 +302,30 @@ def test_paired_difference_matches_brute_force():
     np.testing.assert_allclose(r["ci"], [-d["ci"][1], -d["ci"][0]])
 
 
+def _loop_diffs(reps_a, reps_b, n_boot, seed):
+    """The documented two-level bootstrap by a loop with scikit-learn: each replicate draws
+    the clusters (``default_rng(seed)``) and the seeds (``default_rng([seed, 1])``, the same
+    draw for both methods: paired); a method with one repeat keeps it."""
+    base = reps_a[0]
+    clusters = np.unique(base["cluster_id"])
+    draws = np.random.default_rng(seed).integers(0, len(clusters), size=(n_boot, len(clusters)))
+    n_seeds = max(len(reps_a), len(reps_b))
+    seed_draws = np.random.default_rng([seed, 1]).integers(0, n_seeds, size=(n_boot, n_seeds))
+    members = [np.flatnonzero(base["cluster_id"].to_numpy() == c) for c in clusters]
+    y = base["label"].to_numpy()
+
+    def mean_f1(reps, idx, seeds):
+        picks = seeds if len(reps) > 1 else [0]
+        preds = [reps[r]["predicted"].to_numpy()[idx] for r in picks]
+        return np.mean([f1_score(y[idx], p, labels=LABELS, average="macro") for p in preds])
+
+    diffs = []
+    for draw, seeds in zip(draws, seed_draws, strict=True):
+        idx = np.concatenate([members[g] for g in draw])
+        diffs.append(mean_f1(reps_a, idx, seeds) - mean_f1(reps_b, idx, seeds))
+    return np.array(diffs)
+
+
 def test_paired_difference_over_repeats_brute_force():
     base = make_predictions(n_clusters=15, seed=9)
     reps_a = [
@@ -310,24 +334,9 @@ def test_paired_difference_over_repeats_brute_force():
     ]
     reps_b = [base]
     d = paired_difference(reps_a, reps_b, n_boot=100, seed=1)
-
-    clusters = np.unique(base["cluster_id"])
-    draws = np.random.default_rng(1).integers(0, len(clusters), size=(100, len(clusters)))
-    # the second level: the seeds drawn with replacement, from their own stream
-    seed_draws = np.random.default_rng([1, 1]).integers(0, 3, size=(100, 3))
-    members = [np.flatnonzero(base["cluster_id"].to_numpy() == c) for c in clusters]
-    y = base["label"].to_numpy()
-    preds_a = [r["predicted"].to_numpy() for r in reps_a]
-    pred_b = base["predicted"].to_numpy()
-    diffs = []
-    for draw, seeds in zip(draws, seed_draws, strict=True):
-        idx = np.concatenate([members[g] for g in draw])
-
-        def f1(pred, idx=idx):
-            return f1_score(y[idx], pred[idx], labels=LABELS, average="macro")
-
-        diffs.append(np.mean([f1(preds_a[r]) for r in seeds]) - f1(pred_b))
-    np.testing.assert_allclose(d["ci"], np.quantile(diffs, [0.025, 0.975]))
+    np.testing.assert_allclose(
+        d["ci"], np.quantile(_loop_diffs(reps_a, reps_b, 100, 1), [0.025, 0.975])
+    )
     assert d["n_repeats_a"] == 3 and d["n_repeats_b"] == 1
 
 
@@ -431,24 +440,9 @@ def test_repeats_paired_by_seed_brute_force():
         for s in range(3)
     ]
     d = paired_difference(reps_a, reps_b, n_boot=80, seed=2)
-    clusters = np.unique(base["cluster_id"])
-    draws = np.random.default_rng(2).integers(0, len(clusters), size=(80, len(clusters)))
-    seed_draws = np.random.default_rng([2, 1]).integers(0, 3, size=(80, 3))
-    members = [np.flatnonzero(base["cluster_id"].to_numpy() == c) for c in clusters]
-    y = base["label"].to_numpy()
-    diffs = []
-    for draw, seeds in zip(draws, seed_draws, strict=True):
-        idx = np.concatenate([members[g] for g in draw])
-        fa = [
-            f1_score(y[idx], reps_a[r]["predicted"].to_numpy()[idx], average="macro", labels=LABELS)
-            for r in seeds
-        ]
-        fb = [
-            f1_score(y[idx], reps_b[r]["predicted"].to_numpy()[idx], average="macro", labels=LABELS)
-            for r in seeds
-        ]
-        diffs.append(np.mean(fa) - np.mean(fb))
-    np.testing.assert_allclose(d["ci"], np.quantile(diffs, [0.025, 0.975]))
+    np.testing.assert_allclose(
+        d["ci"], np.quantile(_loop_diffs(reps_a, reps_b, 80, 2), [0.025, 0.975])
+    )
     # the seeds' spread widens a method's own interval: identical repeats do not
     from coolcore.evaluate.paired import repeat_bootstrap
 
