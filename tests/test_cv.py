@@ -109,7 +109,7 @@ def test_ablation_table(sample, tmp_path, capsys):
     run = tmp_path / "abl"
     assert main(["ablation", str(sample), *TINY, "--methods", "gauss", "--out", str(run)]) == 0
     table = (run / "table.md").read_text()
-    for name in ("baseline", "gauss", "c_SB (literature)", "c_SB (fit)"):
+    for name in ("baseline", "gauss", "c_SB (literature)", "c_SB (fit)", "profile (fit)"):
         assert name in table
     assert (run / "ablation.png").is_file()
     # the networks ran on the same folds as recorded for the ablation
@@ -126,6 +126,21 @@ def test_ablation_table(sample, tmp_path, capsys):
     assert list(results)[:2] == ["c_SB (literature)", "c_SB (fit)"]
     assert list(results)[-2:] == ["baseline", "gauss"]
     assert ablation_table(results) + "\n" == table
+    # benchmarks/add_baselines.py gives a run that lacks a baseline the same file and table
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "add_baselines.py"
+    spec = importlib.util.spec_from_file_location("add_baselines", path)
+    add = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(add)
+    profile = run / "profile_fit_predictions.csv"
+    before = profile.read_bytes()
+    profile.unlink()
+    assert add.main([str(sample), str(run)]) == 0
+    assert profile.read_bytes() == before
+    assert (run / "table.md").read_text() == table
+    assert add.main([str(sample), str(run)]) == 0
+    assert "nothing (all present)" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- integrity

@@ -61,3 +61,31 @@ def test_predict_warns_across_instruments(mock_run, tmp_path):
     frame = pd.read_csv(out2, keep_default_na=False)
     assert not frame["warning"].str.contains("trained on").any()
     assert (frame["field_kpc"] == 1000.0).all() and frame["counts"].gt(0).all()
+
+
+def test_profile_baseline_on_observations_is_put_on_one_distance_scale(mock_run):
+    """The profile baseline of mock observations: measured on the field the network sees
+    (background-subtracted, exposure-corrected) and multiplied by 4 pi D_L^2 (Planck18,
+    evaluated here with astropy)."""
+    import numpy as np
+    from astropy import units as u
+    from astropy.cosmology import Planck18
+
+    from coolcore.data.inputs import catalog_inputs, observation_field
+    from coolcore.evaluate.profiles import radial_profile
+    from coolcore.train.ablation import concentration_features
+    from coolcore.train.config import load_config
+    from coolcore.train.protocol import load_data
+
+    cfg = load_config("demo", ["preprocess.crop=64", "preprocess.size=32"])
+    dataset = load_data(mock_run / "xmm", cfg, progress=False)
+    features = concentration_features(dataset.catalog, dataset.cfg)
+    items = catalog_inputs(dataset.catalog)
+    fields = np.stack([observation_field(it, field_kpc=1000.0, grid=64).image for it in items])
+    plain = radial_profile(fields, 1000.0 / 64)
+    z = dataset.catalog["redshift"].to_numpy(dtype=float)
+    d_cm = Planck18.luminosity_distance(z).to_value(u.cm)
+    np.testing.assert_allclose(
+        features["profile"], plain + np.log10(4 * np.pi * d_cm**2)[:, None], rtol=1e-10
+    )
+    assert len(np.unique(z)) > 1  # the correction differs between the clusters

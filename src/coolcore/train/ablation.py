@@ -131,8 +131,18 @@ def load_ablation_results(run: str | Path) -> dict[str, list[pd.DataFrame]]:
     return RunFolder(run).ablation_results()
 
 
+def observation_redshift(item) -> float | None:
+    """An observation's redshift: the catalogue's, else its header's (None if neither)."""
+    if item.redshift is not None:
+        return float(item.redshift)
+    from coolcore.data.observation import read_observation
+
+    return read_observation(item.file, bin_size=item.bin_size).redshift
+
+
 def concentration_features(catalog: pd.DataFrame, cfg) -> dict[str, np.ndarray] | None:
-    """``c_SB`` (and ``c_scaled`` where ``r500_kpc`` is given) of every map of a catalogue.
+    """``c_SB``, the radial profile (:mod:`coolcore.evaluate.profiles`) and ``c_scaled``
+    (where ``r500_kpc`` is given) of every map of a catalogue.
 
     The indicators are measured on the maps as stored (linear flux), which needs
     the pixel scale (``pixel_kpc``) and, for the scaled one, ``r500_kpc`` (the
@@ -145,6 +155,7 @@ def concentration_features(catalog: pd.DataFrame, cfg) -> dict[str, np.ndarray] 
     from coolcore.data.images import read_image
     from coolcore.data.inputs import catalog_inputs, observation_field
     from coolcore.evaluate.baselines import concentration, scaled_concentration
+    from coolcore.evaluate.profiles import radial_profile
 
     items = catalog_inputs(catalog)
     observed = [it.is_observation for it in items]
@@ -162,7 +173,19 @@ def concentration_features(catalog: pd.DataFrame, cfg) -> dict[str, np.ndarray] 
     else:
         raw = np.stack([read_image(p) for p in catalog["path"]])
         pix = catalog["pixel_kpc"].to_numpy(dtype=float)
-    features = {"c_SB": concentration(raw, pix)}
+    distance = None
+    if any(observed):  # count rates fall as 1 / D_L^2: the profile is put on one scale
+        from coolcore.sim.observe import luminosity_distance_cm
+
+        z = [observation_redshift(it) for it in items]
+        if None in z:
+            say("profile baseline: a map without redshift; count rates left at their distances")
+        else:
+            distance = np.array([luminosity_distance_cm(v) for v in z])
+    features = {
+        "c_SB": concentration(raw, pix),
+        "profile": radial_profile(raw, pix, distance_cm=distance),
+    }
     if "r500_kpc" in catalog:
         r500 = catalog["r500_kpc"].to_numpy(dtype=float)
         features["c_scaled"] = scaled_concentration(raw, pix, r500)
@@ -174,9 +197,12 @@ def concentration_predictions(dataset, folds) -> dict[str, pd.DataFrame]:
 
     ``c_SB (literature)`` uses Santos et al. (2008)'s thresholds; ``c_SB (fit)`` and
     ``c_scaled (fit)`` choose their two thresholds on each fold's training images;
-    the indicators are those of :func:`concentration_features`.
+    ``profile (fit)`` is a logistic regression on the surface-brightness profile fitted
+    on them (:mod:`coolcore.evaluate.profiles`); the features are those of
+    :func:`concentration_features`.
     """
     from coolcore.evaluate.baselines import ConcentrationClassifier
+    from coolcore.evaluate.profiles import ProfileClassifier
     from coolcore.train.fit import predictions_frame
 
     cat = dataset.catalog
@@ -186,16 +212,18 @@ def concentration_predictions(dataset, folds) -> dict[str, pd.DataFrame]:
     y = dataset.labels
     out: dict[str, pd.DataFrame] = {}
     specs = [
-        ("c_SB (literature)", "c_sb", "c_SB", "literature"),
-        ("c_SB (fit)", "c_sb", "c_SB", "fit"),
+        ("c_SB (literature)", "c_SB", lambda: ConcentrationClassifier("c_sb", "literature")),
+        ("c_SB (fit)", "c_SB", lambda: ConcentrationClassifier("c_sb", "fit")),
     ]
     if "c_scaled" in features:
-        specs.append(("c_scaled (fit)", "c_scaled", "c_scaled", "fit"))
-    for name, indicator, key, thresholds in specs:
+        specs.append(
+            ("c_scaled (fit)", "c_scaled", lambda: ConcentrationClassifier("c_scaled", "fit"))
+        )
+    specs.append(("profile (fit)", "profile", ProfileClassifier))  # CONCENTRATION_METHODS' order
+    for name, key, make in specs:
         probs = np.zeros((len(y), len(CLASS_NAMES)))
         for train_idx, _, test_idx in folds:
-            clf = ConcentrationClassifier(indicator=indicator, thresholds=thresholds)
-            clf.fit(features[key][train_idx], y[train_idx])
+            clf = make().fit(features[key][train_idx], y[train_idx])
             probs[test_idx] = clf.predict_proba(features[key][test_idx])
         frame = pd.concat(
             [predictions_frame(cat, f[2], probs[f[2]], k) for k, f in enumerate(folds)],

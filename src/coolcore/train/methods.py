@@ -33,8 +33,14 @@ LOSS_WEIGHT_SWEEP: list[tuple[float, float, float, float]] = [
 ]
 """The paper's Table II: (a_p, a_a, a_f, a_r) for the ``all`` variant."""
 
-CONCENTRATION_METHODS: tuple[str, ...] = ("c_SB (literature)", "c_SB (fit)", "c_scaled (fit)")
-"""The concentration baselines of an ablation, in table order."""
+CONCENTRATION_METHODS: tuple[str, ...] = (
+    "c_SB (literature)",
+    "c_SB (fit)",
+    "c_scaled (fit)",
+    "profile (fit)",
+)
+"""The astronomers' baselines of an ablation, in table order: the concentrations and
+a logistic regression on the surface-brightness profile (:mod:`coolcore.evaluate.profiles`)."""
 
 
 def ablation_plan(cfg: dict, sweep: str | None) -> dict[str, dict]:
