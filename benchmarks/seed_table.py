@@ -14,7 +14,9 @@ K, made by ``benchmarks/recipe_seeds.sh``), with every finished seed:
 1. the networks against the astronomers' concentration: macro-F1 mean ± std over
    the seeds, an interval over clusters and seeds, the paired difference to
    ``c_SB (fit)`` (thresholds fitted on the training folds), balanced accuracy and
-   the recall of each class (Su et al. 2020's "accuracy per class");
+   the recall of each class (Su et al. 2020's "accuracy per class"); then each
+   network against ``profile (fit)``, the logistic regression on the
+   surface-brightness profile (:mod:`coolcore.evaluate.profiles`), where the runs have it;
 2. does attention help: ``all`` against ``baseline``, paired by seed, per class (F1);
 3. whether the probabilities mean what they say: each seed's expected calibration
    error before and after temperature scaling (fitted per fold on its validation
@@ -43,6 +45,7 @@ from coolcore.evaluate.plots import plot_reliability
 from coolcore.runs.folder import RunFolder
 
 REFERENCE = "c_SB (fit)"
+PROFILE = "profile (fit)"
 NETWORKS = ("baseline", "all")
 SU_2020 = "| Su et al. 2020: ResNet-18, mock Chandra TNG300 | – | – | – | – | – | 92% | 81% | 83% |"
 
@@ -129,6 +132,28 @@ def attention_rows(results: dict[str, list]) -> list[str]:
     ]
 
 
+def profile_rows(results: dict[str, list]) -> list[str]:
+    """Each network minus ``profile (fit)`` (the logistic regression on the
+    surface-brightness profile), paired on the same clusters."""
+    if PROFILE not in results:
+        return []
+    table = compare_methods(
+        {m: results[m] for m in (PROFILE, *NETWORKS) if m in results},
+        reference=PROFILE,
+        n_boot=1000,
+        seed=0,
+    ).set_index("method")
+    lines = [f"| against {PROFILE} | seeds | Δ macro-F1 [95% CI] |", "|---|---|---|"]
+    for method in NETWORKS:
+        if method in table.index:
+            row = table.loc[method]
+            lines.append(
+                f"| {method} | {int(row['n_seeds'])} | {row['macro_f1_diff']:+.3f} "
+                f"[{row['macro_f1_diff_low']:+.3f}, {row['macro_f1_diff_high']:+.3f}] |"
+            )
+    return lines
+
+
 def sample_section(sample: str, runs: dict[int, Path], root: Path) -> str:
     results = sample_results(runs)
     seeds = ", ".join(map(str, sorted(runs)))
@@ -142,6 +167,17 @@ def sample_section(sample: str, runs: dict[int, Path], root: Path) -> str:
         comparison_markdown(table, reference=REFERENCE).rstrip("\n"),
         SU_2020,
         "",
+        *(
+            [
+                f"Against the stronger astronomers' baseline `{PROFILE}` (a logistic "
+                "regression on the 12-annulus surface-brightness profile):",
+                "",
+                *profile_rows(results),
+                "",
+            ]
+            if PROFILE in results
+            else []
+        ),
         "Does attention help? `all` minus `baseline`, paired by seed and cluster:",
         "",
         *attention_rows(results),

@@ -212,9 +212,9 @@ def _codes(frame: pd.DataFrame, column: str) -> np.ndarray:
     return frame[column].map({c: i for i, c in enumerate(CLASS_NAMES)}).to_numpy()
 
 
-def _two_level(y, preds, clusters, n_boot=1000, seed=777):
-    """Mean macro-F1 over seeds, resampling clusters and seeds (written here with NumPy);
-    returns the replicates."""
+def _two_level(y, preds, clusters, n_boot=1000, seed=777, minus=None):
+    """Mean macro-F1 over seeds, resampling clusters and seeds (written here with NumPy),
+    less that of the predictions ``minus`` on the same clusters; returns the replicates."""
     ids, inverse = np.unique(clusters, return_inverse=True)
     members = [np.flatnonzero(inverse == c) for c in range(len(ids))]
     rng = np.random.default_rng(seed)
@@ -223,6 +223,8 @@ def _two_level(y, preds, clusters, n_boot=1000, seed=777):
         rows = np.concatenate([members[c] for c in rng.integers(0, len(ids), len(ids))])
         drawn = rng.integers(0, len(preds), len(preds))
         out[b] = np.mean([_macro_f1(y[rows], preds[r][rows]) for r in drawn])
+        if minus is not None:
+            out[b] -= _macro_f1(y[rows], minus[rows])
     return out
 
 
@@ -305,6 +307,24 @@ def test_seeded_table_recomputed_independently(sample):
         assert float(cells[5].split(" ")[0]) == pytest.approx(balanced, abs=6e-4)
         recall = np.mean([recall_score(y, p, average=None) for p in preds], axis=0)
         assert [c.rstrip("%") for c in cells[6:9]] == [f"{100 * r:.0f}" for r in recall]
+    # the profile baseline (one fit, no seed) and each network's paired difference to it
+    prof_path = runs[0] / "profile_fit_predictions.csv"
+    assert prof_path.is_file(), f"{runs[0]}: no profile baseline (benchmarks/add_baselines.py)"
+    if prof_path.is_file():
+        prof = _codes(_read(prof_path), "predicted")
+        f_prof = f1_score(y, prof, average="macro")
+        assert rows["profile (fit)"][2] == f"{f_prof:.3f}"
+        against = _md_rows(section, "against profile (fit)")
+        for method in SEED_NETWORKS:
+            preds = [_codes(_read(run / method / "rep_00" / "predictions.csv"), "predicted")
+                     for run in runs]  # fmt: skip
+            diff = np.mean([f1_score(y, p, average="macro") for p in preds]) - f_prof
+            reps = _two_level(y, preds, clusters, minus=prof)
+            cell = against[method][2]
+            assert float(cell.split(" ")[0]) == pytest.approx(diff, abs=6e-4)
+            low, high = (float(v) for v in cell.split(" ", 1)[1].strip("[]").split(","))
+            assert low == pytest.approx(np.quantile(reps, 0.025), abs=CI_TOLERANCE)
+            assert high == pytest.approx(np.quantile(reps, 0.975), abs=CI_TOLERANCE)
     # calibration: each seed's ECE before and after temperature scaling, recomputed
     cal = _md_rows(section, "network")
     for method in SEED_NETWORKS:

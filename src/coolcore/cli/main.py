@@ -16,6 +16,7 @@ from pathlib import Path
 from coolcore import __version__
 from coolcore.cli.args import Parser, formatter
 from coolcore.cli.bench import add_bench_command
+from coolcore.cli.compare import add_compare_command
 from coolcore.cli.inference import add_inference_commands
 from coolcore.cli.simulate import add_simulate_command
 from coolcore.cli.train import add_training_commands
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate_command(sub)
     add_training_commands(sub)
     add_inference_commands(sub)
+    add_compare_command(sub)
     add_bench_command(sub)
     return parser
 
