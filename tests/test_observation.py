@@ -340,3 +340,55 @@ def test_abell_1835():
     assert not any("masked core" in w for w in out.warnings)
     assert out.counts > 10000  # measured: about 22 500 (docs/observations.md)
     assert out.image.shape == (256, 256) and np.isfinite(out.image).all()
+
+
+# --------------------------------------------------------------------------- brightness
+def test_surface_luminosity_is_the_same_cluster_at_any_distance():
+    """One cluster (a beta model of surface luminosity S(r) per kpc^2) seen at z = 0.1 and
+    0.4 with 4" pixels: the count rates differ by the ratio of D_L^2, the distance-free
+    brightness is S(r) x (photons per unit S) at both, the injected truth."""
+    from astropy.cosmology import Planck18
+
+    rc, s0, t_exp, per_unit = 60.0, 5.0, 4.0e4, 1.0e3  # kpc, per kpc^2, s, rate scale
+    out = {}
+    for z in (0.1, 0.4):
+        w = make_wcs((199.5, 199.5))
+        obs = read_observation(np.ones((400, 400)), redshift=z, name=f"z{z}")
+        obs.wcs = w
+        p = observation_pixel_kpc(obs)
+        d_mpc = Planck18.luminosity_distance(z).to_value("Mpc")
+        # counts per pixel: S x pixel area x (photons per unit S) / (4 pi D_L^2) x exposure
+        rate = beta_model((400, 400), 199.5, 199.5, rc / p, s0) * p**2 * per_unit
+        rate /= 4 * math.pi * d_mpc**2
+        zero = np.zeros((400, 400))  # no background: none estimated from the outskirts either
+        obs = Observation(f"z{z}", rate * t_exp, np.full((400, 400), t_exp), zero, w, z)
+        out[z] = prepare_observation(obs, field_kpc=600.0, grid=60)
+    near, far = out[0.1], out[0.4]
+    d = {z: Planck18.luminosity_distance(z).to_value("Mpc") for z in out}
+    centre = (slice(25, 35), slice(25, 35))
+    assert np.median(far.image[centre] / near.image[centre]) == pytest.approx(
+        (d[0.1] / d[0.4]) ** 2, rel=0.03
+    )
+    yy, xx = (np.indices((60, 60)) - 29.5) * 10.0  # output pixel centres, kpc
+    truth = s0 * (1 + (xx**2 + yy**2) / rc**2) ** (0.5 - 3 * 2 / 3) * per_unit
+    for field in (near, far):
+        ratio = field.surface_luminosity() / truth
+        assert np.median(ratio) == pytest.approx(1.0, abs=0.01)
+        # flux is conserved: the field's total (coarse 22 kpc pixels at z = 0.4 make
+        # single output pixels step, not the sum)
+        assert field.surface_luminosity().sum() == pytest.approx(truth.sum(), rel=0.02)
+    no_z = prepare_observation(
+        Observation(
+            "noz",
+            beta_model((60, 60), 29.5, 29.5, 5.0, 1e3),
+            None,
+            np.zeros((60, 60)),
+            None,
+            None,
+            pixel_kpc=10.0,
+        ),  # fmt: skip
+        field_kpc=300.0,
+        grid=30,
+    )
+    with pytest.raises(ImageError, match="needs the redshift"):
+        no_z.surface_luminosity()

@@ -89,3 +89,34 @@ def test_profile_baseline_on_observations_is_put_on_one_distance_scale(mock_run)
         features["profile"], plain + np.log10(4 * np.pi * d_cm**2)[:, None], rtol=1e-10
     )
     assert len(np.unique(z)) > 1  # the correction differs between the clusters
+
+
+def test_dataset_scaling_of_observations_uses_the_distance_free_brightness(mock_run):
+    """Under data-set scaling, training (the cache) and predict (apps.batches) both take an
+    observation's surface luminosity; the data set's log range is that of those fields."""
+    import numpy as np
+
+    from coolcore.apps.batches import _observation
+    from coolcore.data.inputs import catalog_inputs, observation_field
+    from coolcore.train.config import load_config
+    from coolcore.train.protocol import load_data
+
+    overrides = ["preprocess.crop=64", "preprocess.size=32", "preprocess.scaling=dataset"]
+    dataset = load_data(mock_run / "xmm", load_config("demo", overrides), progress=False)
+    items = catalog_inputs(dataset.catalog)
+    fields = [observation_field(it, field_kpc=1000.0, grid=64) for it in items]
+    lows, highs = [], []
+    for f in fields:
+        lum = f.surface_luminosity()
+        logs = np.log(np.maximum(lum, lum[lum > 0].min()))
+        lows.append(logs.min())
+        highs.append(logs.max())
+    np.testing.assert_allclose(dataset.log_range, [min(lows), max(highs)], rtol=1e-9)
+    meta = {
+        "preprocess": {"crop": 64, "scaling": "dataset"},
+        "training_data": {"pixel_kpc": 1000.0 / 64, "kind": "observations"},
+    }
+    image, prepared, _ = _observation(items[0], meta, None, None, None)
+    np.testing.assert_allclose(image, fields[0].surface_luminosity(), rtol=1e-12)
+    meta["preprocess"]["scaling"] = "image"
+    np.testing.assert_allclose(_observation(items[0], meta, None, None, None)[0], fields[0].image)

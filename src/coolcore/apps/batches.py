@@ -213,7 +213,8 @@ def _observation(item, meta, crop_kpc, pixel_kpc, cosmology):
             "trained on mock observations of this instrument)"
         )
     notes.extend(_warnings(meta, item, None, None))
-    return prepared.image, prepared, notes
+    image = prepared.surface_luminosity() if p["scaling"] == "dataset" else prepared.image
+    return image, prepared, notes
 
 
 def _warnings(meta: dict, item: MapInput, scale: float | None, unit: str | None) -> list[str]:

@@ -184,21 +184,21 @@ def dataset_cache_key(
         [os.path.relpath(p, catalog_dir), size, digest]
         for p, (size, digest) in zip(paths, digests, strict=True)
     ]
-    blob = json.dumps(
-        {
-            "version": CACHE_FORMAT_VERSION,
-            "cfg": cfg.to_dict(),
-            "hdu": hdu,
-            "plane": plane,
-            "files": files,
-            "observation": {
-                c: [None if pd.isna(v) else float(v) for v in catalog[c]]
-                for c in ("redshift", "ra", "dec")
-                if c in catalog
-            },
+    content = {
+        "version": CACHE_FORMAT_VERSION,
+        "cfg": cfg.to_dict(),
+        "hdu": hdu,
+        "plane": plane,
+        "files": files,
+        "observation": {
+            c: [None if pd.isna(v) else float(v) for v in catalog[c]]
+            for c in ("redshift", "ra", "dec")
+            if c in catalog
         },
-        sort_keys=True,
-    )
+    }
+    if cfg.scaling == "dataset":  # observations enter as their distance-free brightness
+        content["brightness"] = "surface_luminosity"
+    blob = json.dumps(content, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -266,7 +266,8 @@ def _compute(
 
     def read_crop(i: int) -> np.ndarray:
         if items[i].is_observation:  # the path of coolcore.data.observation
-            return observation_field(items[i], field_kpc=cfg.field_kpc, grid=cfg.crop).image
+            f = observation_field(items[i], field_kpc=cfg.field_kpc, grid=cfg.crop)
+            return f.surface_luminosity() if cfg.scaling == "dataset" else f.image
         image = cimages.read_image(paths[i], hdu=hdu, plane=plane)
         return np.array(crop_image(image, cfg.crop, cfg.center, paths[i]))
 
