@@ -11,6 +11,10 @@ them now: the same data (its maps' checksum must equal the run's
 ``data_checksum``), the folds rebuilt from the recorded config and checked
 against ``folds.csv``.  ``results.csv``, ``table.md`` and ``ablation.png`` are
 rewritten with the new rows; nothing else is touched (the networks' runs stay).
+
+A cv run with the cooling-time head gets the ``regression`` block of its
+``metrics.json`` recomputed with every baseline (``profile``: a ridge regression on
+the same profile); the blocks it had must recompute to the same numbers.
 """
 
 from __future__ import annotations
@@ -21,27 +25,57 @@ from pathlib import Path
 
 from coolcore.errors import UsageError
 from coolcore.evaluate.plots import plot_ablation
+from coolcore.evaluate.regression import regression_report
 from coolcore.evaluate.tables import ablation_summary
 from coolcore.runs.folder import RunFolder
 from coolcore.train.ablation import concentration_predictions
 from coolcore.train.protocol import folds_frame, load_data, make_folds
 
 
-def add_baselines(data: Path, run: Path) -> list[str]:
-    """Write the missing baseline predictions of ``run``; the names added."""
-    folder = RunFolder(run)
-    record = folder.ablation_record()
-    if record.get("sweep") is not None:
-        raise UsageError(f"{run}: a loss-weight sweep has no baselines")
+def _same_data_and_folds(data: Path, folder: RunFolder, record: dict):
+    """The run's data set and folds, rebuilt and checked against what it recorded."""
     cfg = record["config"]
     dataset = load_data(data, cfg, progress=False)
     if dataset.cache_key != record.get("data_checksum"):
-        raise UsageError(f"{data}: not the maps of {run} (another data checksum)")
+        raise UsageError(f"{data}: not the maps of {folder.path} (another data checksum)")
     folds = make_folds(dataset, cfg, data)
     recorded = folder.read_folds()
     rebuilt = folds_frame(dataset, folds).astype(str)
     if not rebuilt[["image_id", "fold"]].equals(recorded[["image_id", "fold"]]):
-        raise UsageError(f"{run}: the folds rebuilt from its config differ from folds.csv")
+        raise UsageError(f"{folder.path}: the folds rebuilt from its config differ from folds.csv")
+    return dataset, folds
+
+
+def add_regression_baselines(data: Path, run: Path) -> list[str]:
+    """A cv run with the cooling-time head: the ``regression`` block of ``metrics.json``
+    recomputed with every baseline; the blocks it lacked."""
+    folder = RunFolder(run)
+    record = folder.read_record()
+    metrics = folder.read_metrics()
+    old = metrics.get("regression")
+    if old is None:
+        raise UsageError(f"{run}: a cv run without the cooling-time head has no baselines to add")
+    dataset, folds = _same_data_and_folds(data, folder, record)
+    new = regression_report(folder.read_predictions(), dataset=dataset, folds=folds)
+    for key in old:
+        if new.get(key) != old[key]:
+            raise UsageError(f"{run}: its {key!r} block recomputes differently; not touched")
+    added = [key for key in new if key not in old]
+    if added:
+        with folder.lock():
+            folder.write_metrics({**metrics, "regression": new})
+    return added
+
+
+def add_baselines(data: Path, run: Path) -> list[str]:
+    """Write the missing baseline predictions of ``run``; the names added."""
+    folder = RunFolder(run)
+    if folder.has_record() and folder.read_record().get("kind") == "cv":
+        return add_regression_baselines(data, run)
+    record = folder.ablation_record()
+    if record.get("sweep") is not None:
+        raise UsageError(f"{run}: a loss-weight sweep has no baselines")
+    dataset, folds = _same_data_and_folds(data, folder, record)
     added = []
     with folder.lock():
         for name, frame in concentration_predictions(dataset, folds).items():
@@ -58,7 +92,9 @@ def add_baselines(data: Path, run: Path) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path, help="the data the runs were made on")
-    parser.add_argument("runs", type=Path, nargs="+", help="finished ablation folders")
+    parser.add_argument(
+        "runs", type=Path, nargs="+", help="finished ablation folders or cv runs with the head"
+    )
     args = parser.parse_args(argv)
     try:
         for run in args.runs:

@@ -24,6 +24,7 @@ from coolcore.evaluate.regression import (
     classes_from_log10_tcool,
     concentration_regression,
     mixture_moments,
+    profile_regression,
     regression_metrics,
 )
 from coolcore.nn.losses import class_weights, gaussian_nll, total_loss
@@ -350,6 +351,30 @@ def test_concentration_regression_against_lstsq() -> None:
     assert np.isnan(mu_bad[folds[0][2][0]]) and np.isfinite(np.delete(mu_bad, folds[0][2][0])).all()
 
 
+def test_profile_regression_against_ridge_by_hand() -> None:
+    """Ridge with an unpenalised intercept on standardised features, solved with NumPy."""
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 5)) * [1, 2, 3, 0.5, 1] + [0, 1, -2, 3, 0]
+    y = x @ [0.3, -0.2, 0.1, 0.0, 0.5] + rng.normal(0, 0.1, 40)
+    blocks = np.arange(40).reshape(4, 10)
+    folds = [(blocks[(k + 2) % 4], blocks[(k + 1) % 4], blocks[k]) for k in range(4)]
+    mu, sigma = profile_regression(y, x, folds, alpha=2.0)
+    for train, val, test in folds:
+        fit = np.r_[train, val]
+        m, s = x[fit].mean(0), x[fit].std(0)
+        z = (x[fit] - m) / s
+        beta = np.linalg.solve(z.T @ z + 2.0 * np.eye(5), z.T @ (y[fit] - y[fit].mean()))
+        res = y[fit] - (y[fit].mean() + z @ beta)
+        np.testing.assert_allclose(mu[test], y[fit].mean() + ((x[test] - m) / s) @ beta, rtol=1e-9)
+        np.testing.assert_allclose(sigma[test], math.sqrt(res @ res / (fit.size - 6)))
+    x_bad = x.copy()
+    x_bad[folds[0][2][0], 2] = np.nan  # no profile: no prediction
+    mu_bad, _ = profile_regression(y, x_bad, folds)
+    assert np.isnan(mu_bad[folds[0][2][0]]) and np.isfinite(np.delete(mu_bad, folds[0][2][0])).all()
+    with pytest.raises(UsageError, match="profiles"):
+        profile_regression(y, x[:, 0], folds)
+
+
 # --------------------------------------------------------------------------- end to end
 def test_cv_export_predict_with_the_head(tiny_sample, tmp_path) -> None:
     run, model = tmp_path / "cv", tmp_path / "model"
@@ -373,6 +398,20 @@ def test_cv_export_predict_with_the_head(tiny_sample, tmp_path) -> None:
     block = json.loads((run / "metrics.json").read_text())["regression"]
     assert block["network"]["n"] == len(pred) and block["concentration"]["n"] == len(pred)
     assert 0 <= block["network"]["coverage_68"] <= block["network"]["coverage_95"] <= 1
+    assert block["profile"]["n"] == len(pred)
+    # benchmarks/add_baselines.py gives a run made without the profile baseline the same block
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "add_baselines.py"
+    spec = importlib.util.spec_from_file_location("add_baselines", path)
+    add = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(add)
+    metrics = json.loads((run / "metrics.json").read_text())
+    del metrics["regression"]["profile"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert add.main([str(tiny_sample), str(run)]) == 0
+    assert json.loads((run / "metrics.json").read_text())["regression"] == block
     assert run_cli_here("export", run, "--out", model, cwd=tmp_path).returncode == 0
     out = tmp_path / "preds.csv"
     maps = sorted((tiny_sample / "images").glob("*.fits"))[:2]

@@ -365,6 +365,10 @@ def test_cooling_time_run_recomputed():
     assert net["coverage_68"] == pytest.approx(np.mean(z <= norm.ppf(0.84)), abs=1e-9)
     assert net["coverage_95"] == pytest.approx(np.mean(z <= norm.ppf(0.975)), abs=1e-9)
     readme = (ROOT / "README.md").read_text()
+    prof = json.loads((run / "metrics.json").read_text())["regression"]["profile"]
+    assert f"scatter {prof['scatter_dex']:.2f} dex" in readme
+    assert f"{prof['mad_dex']:.3f} dex against the network's {net['mad_dex']:.3f}" in readme
+    assert f"{100 * prof['coverage_68']:.1f}% and {100 * prof['coverage_95']:.1f}%" in readme
     assert f"{net['scatter_dex']:.2f} dex" in readme
     assert (
         f"{100 * net['coverage_68']:.1f}%" in readme

@@ -15,6 +15,9 @@ The head (``model.regression``, :mod:`coolcore.nn.model`) predicts a Gaussian
   fitted on each fold's training folds (all maps outside its test fold) and
   applied to its test maps, with
   ``sigma`` the training residuals' standard deviation;
+* :func:`profile_regression`: the stronger baseline, a ridge regression of ``y``
+  on the 12-annulus surface-brightness profile
+  (:func:`coolcore.evaluate.profiles.radial_profile`), fitted the same way;
 * :func:`regression_report`: the ``regression`` block of a run's metrics.
 
 Residuals are ``y - mu`` (positive: the network predicts too short a time).
@@ -38,7 +41,9 @@ __all__ = [
     "classes_from_log10_tcool",
     "concentration_regression",
     "dataset_concentration",
+    "dataset_indicators",
     "mixture_moments",
+    "profile_regression",
     "regression_metrics",
     "regression_report",
     "z_of",
@@ -281,14 +286,50 @@ def concentration_regression(
     return mu, sigma
 
 
-def dataset_concentration(dataset: Any) -> NDArray[np.float64] | None:
-    """``c_SB`` of every map of a data set as stored (linear flux); None without ``pixel_kpc``.
+def profile_regression(
+    y_true_log10: ArrayLike,
+    profiles: ArrayLike,
+    folds: Sequence[tuple[ArrayLike, ArrayLike, ArrayLike]],
+    *,
+    alpha: float = 1.0,
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The stronger baseline: ``y`` from the surface-brightness profile, per fold.
 
-    Measured as the ablation's concentration classifiers measure it: on the maps
-    read from their files, with the catalogue's pixel scale.
+    As :func:`concentration_regression`, with the line replaced by a ridge
+    regression (scikit-learn ``Ridge(alpha)`` on the profile standardised with the
+    training maps' mean and standard deviation) of ``y`` on the (N, K) profile;
+    ``sigma`` = the training residuals' standard deviation with ``n - K - 1``
+    degrees of freedom.  Maps with a non-finite profile or ``y`` are not fitted and
+    get NaN.
     """
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.asarray(y_true_log10, dtype=np.float64)
+    x = np.asarray(profiles, dtype=np.float64)
+    if x.ndim != 2 or y.shape != (x.shape[0],):
+        raise UsageError(f"y_true_log10, profiles: need (N,) and (N, K), {y.shape}, {x.shape}")
+    usable = np.isfinite(x).all(axis=1) & np.isfinite(y)
+    mu, sigma = np.full(y.shape, np.nan), np.full(y.shape, np.nan)
+    k_features = x.shape[1]
+    for k, (train_idx, val_idx, test_idx) in enumerate(folds):
+        train = np.concatenate([np.asarray(train_idx), np.asarray(val_idx)]).astype(np.int64)
+        train = train[usable[train]]
+        if train.size < k_features + 2:
+            raise UsageError(f"fold {k}: {train.size} training maps with a profile; too few")
+        model = make_pipeline(StandardScaler(), Ridge(alpha=alpha)).fit(x[train], y[train])
+        residual = y[train] - model.predict(x[train])
+        test = np.asarray(test_idx, dtype=np.int64)
+        test = test[usable[test]]
+        mu[test] = model.predict(x[test])
+        sigma[test] = np.sqrt(np.sum(residual**2) / (train.size - k_features - 1))
+    return mu, sigma
+
+
+def _stored_maps(dataset: Any) -> tuple[list, NDArray[np.float64]] | None:
+    """The data set's maps as stored and their pixel scales; None without ``pixel_kpc``."""
     from coolcore.data.images import read_image
-    from coolcore.evaluate.baselines import concentration
 
     cat = dataset.catalog
     if "pixel_kpc" not in cat:
@@ -296,7 +337,34 @@ def dataset_concentration(dataset: Any) -> NDArray[np.float64] | None:
     pix = pd.to_numeric(cat["pixel_kpc"], errors="coerce").to_numpy(dtype=np.float64)
     if not np.all(np.isfinite(pix) & (pix > 0)):
         return None
-    return np.asarray(concentration([read_image(p) for p in cat["path"]], pix), dtype=np.float64)
+    return [read_image(p) for p in cat["path"]], pix
+
+
+def dataset_concentration(dataset: Any) -> NDArray[np.float64] | None:
+    """``c_SB`` of every map of a data set as stored (linear flux); None without ``pixel_kpc``.
+
+    Measured as the ablation's concentration classifiers measure it: on the maps
+    read from their files, with the catalogue's pixel scale.
+    """
+    from coolcore.evaluate.baselines import concentration
+
+    maps = _stored_maps(dataset)
+    return None if maps is None else np.asarray(concentration(*maps), dtype=np.float64)
+
+
+def dataset_indicators(dataset: Any) -> dict[str, NDArray[np.float64]] | None:
+    """``c_SB`` and the radial profile of every map as stored; None without ``pixel_kpc``."""
+    from coolcore.evaluate.baselines import concentration
+    from coolcore.evaluate.profiles import radial_profile
+
+    maps = _stored_maps(dataset)
+    if maps is None:
+        return None
+    images, pix = maps
+    return {
+        "c_SB": np.asarray(concentration(images, pix), dtype=np.float64),
+        "profile": radial_profile(np.stack(images), pix),
+    }
 
 
 def _class_scores(predictions: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
@@ -342,8 +410,9 @@ def regression_report(
     dict
         ``target`` (what is regressed), ``network`` (:func:`regression_metrics`),
         ``class_from_tcool`` (macro-F1, accuracy and confusion matrix of
-        ``predicted_from_tcool``) and, where measured, ``concentration``
-        (:func:`regression_metrics` of :func:`concentration_regression`).
+        ``predicted_from_tcool``) and, where measured, ``concentration`` and
+        ``profile`` (:func:`regression_metrics` of :func:`concentration_regression`
+        and :func:`profile_regression`).
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         y = np.log10(pd.to_numeric(predictions["t_cool_gyr"], errors="coerce").to_numpy(float))
@@ -356,17 +425,24 @@ def regression_report(
         "network": regression_metrics(y, mu, sigma, cluster_id=clusters, **opts),
         "class_from_tcool": _class_scores(predictions, n_boot, seed),
     }
-    c = None
+    found = None
     if dataset is not None and folds is not None and "t_cool_gyr" in dataset.catalog:
-        c = dataset_concentration(dataset)
-    if c is not None:
+        found = dataset_indicators(dataset)
+    if found is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             y_all = np.log10(pd.to_numeric(dataset.catalog["t_cool_gyr"]).to_numpy(float))
-        mu_c, sigma_c = concentration_regression(y_all, c, folds)
         ids = pd.Series(np.arange(len(y_all)), index=np.asarray(dataset.image_ids).astype(str))
         rows = ids.loc[predictions["image_id"].astype(str)].to_numpy()
-        out["concentration"] = {
-            "fit": "log10 t_cool = a + b log10 c_SB, least squares on each fold's training folds",
-            **regression_metrics(y, mu_c[rows], sigma_c[rows], cluster_id=clusters, **opts),
-        }
+        baselines = (
+            ("concentration", concentration_regression(y_all, found["c_SB"], folds),
+             "log10 t_cool = a + b log10 c_SB, least squares on each fold's training folds"),
+            ("profile", profile_regression(y_all, found["profile"], folds),
+             "log10 t_cool = ridge regression (alpha 1, standardised) on the 12-annulus "
+             "log surface-brightness profile, on each fold's training folds"),
+        )  # fmt: skip
+        for key, (mu_b, sigma_b), fit in baselines:
+            out[key] = {
+                "fit": fit,
+                **regression_metrics(y, mu_b[rows], sigma_b[rows], cluster_id=clusters, **opts),
+            }
     return out
