@@ -53,3 +53,15 @@ def test_cooling_time_verdict():
     )
     assert tie.endswith("cannot tell them apart.")
     assert cooling_time_verdict("all", {}) is None
+
+
+def test_verdicts_against_the_profile_baselines():
+    results = _pair(0.3, 0.8)
+    results["profile (fit)"] = results.pop("c_SB (fit)")
+    assert classification_verdict(results, ["baseline"]) is None  # no concentration here
+    text = classification_verdict(results, ["baseline"], "profile (fit)")
+    assert "profile fit `profile (fit)`" in text and text.endswith("the profile fit wins.")
+    block = {"network": _block(1.3, [0.5, 2.0]), "profile": _block(0.2, [0.18, 0.23])}
+    assert cooling_time_verdict("all", block) is None  # no concentration block
+    text = cooling_time_verdict("all", block, "profile")
+    assert "profile fit 0.20 dex [0.18, 0.23]" in text and text.endswith("the profile fit wins.")

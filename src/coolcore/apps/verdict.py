@@ -1,11 +1,13 @@
-"""Which wins on this sample: the best network or the astronomers' concentration.
+"""Which wins on this sample: the best network or the astronomers' indicators.
 
 Plain sentences for the end of ``coolcore demo`` and for an ablation's report,
 from the run's committed numbers: the classification (the best network's macro-F1
-against ``c_SB (fit)``, thresholds fitted on the training folds, paired on the same
-clusters) and, where the networks carry the cooling-time head, the cooling time
-(the network's scatter and interval coverage against the least-squares fit of
-log10 t_cool on log10 c_SB over the same folds).
+against ``c_SB (fit)``, thresholds fitted on the training folds, and against
+``profile (fit)``, the logistic regression on the surface-brightness profile,
+paired on the same clusters) and, where the networks carry the cooling-time head,
+the cooling time (the network's scatter and interval coverage against the
+least-squares fit of log10 t_cool on log10 c_SB and the ridge regression on the
+profile over the same folds).
 
 A side "wins" only when the 95% interval of the paired difference excludes zero
 (classification) or the two scatters' intervals do not overlap (cooling time);
@@ -22,50 +24,63 @@ from coolcore.runs.folder import RunFolder
 __all__ = ["classification_verdict", "cooling_time_verdict", "verdict_lines"]
 
 CONCENTRATION = "c_SB (fit)"
+BASELINES: dict[str, str] = {"c_SB (fit)": "the concentration", "profile (fit)": "the profile fit"}
+"""The classification baselines a verdict is given against, and their names in it."""
+REGRESSION_BASELINES: dict[str, str] = {
+    "concentration": "the concentration",
+    "profile": "the profile fit",
+}
+"""The ``regression`` blocks a cooling-time verdict is given against, and their names."""
 
 
-def classification_verdict(results: dict, networks: list[str]) -> str | None:
+def classification_verdict(
+    results: dict, networks: list[str], reference: str = CONCENTRATION
+) -> str | None:
     """The sentence for ``{method: [predictions per repeat]}``: the best of ``networks``
-    against :data:`CONCENTRATION` (None when either is missing)."""
+    against ``reference`` (a key of :data:`BASELINES`; None when either is missing)."""
     networks = [m for m in networks if m in results]
-    if CONCENTRATION not in results or not networks:
+    if reference not in results or not networks:
         return None
     scores = {
-        m: paired_difference(results[m], results[CONCENTRATION], n_boot=1000, seed=0)
-        for m in networks
+        m: paired_difference(results[m], results[reference], n_boot=1000, seed=0) for m in networks
     }
     best = max(scores, key=lambda m: scores[m]["macro_f1_a"])
     d = scores[best]
     low, high = d["ci"]
+    who = BASELINES.get(reference, f"`{reference}`")
     head = (
-        f"Classification: best network `{best}` macro-F1 {d['macro_f1_a']:.3f}, concentration "
-        f"`{CONCENTRATION}` {d['macro_f1_b']:.3f}; difference {d['difference']:+.3f} "
-        f"[95% CI {low:+.3f}, {high:+.3f}] over {d['n_clusters']} clusters: "
+        f"Classification: best network `{best}` macro-F1 {d['macro_f1_a']:.3f}, "
+        f"{who.removeprefix('the ')} `{reference}` {d['macro_f1_b']:.3f}; difference "
+        f"{d['difference']:+.3f} [95% CI {low:+.3f}, {high:+.3f}] over {d['n_clusters']} "
+        "clusters: "
     )
     if low > 0:
         return head + "the network wins."
     if high < 0:
-        return head + "the concentration wins."
+        return head + f"{who} wins."
     return head + "this sample cannot tell them apart."
 
 
-def cooling_time_verdict(method: str, regression: dict) -> str | None:
-    """The sentence for a run's ``metrics.json`` ``regression`` block (None without one)."""
-    net, conc = regression.get("network"), regression.get("concentration")
-    if not net or not conc:
+def cooling_time_verdict(
+    method: str, regression: dict, baseline: str = "concentration"
+) -> str | None:
+    """The sentence for a run's ``metrics.json`` ``regression`` block against its
+    ``baseline`` block (None without both)."""
+    net, other = regression.get("network"), regression.get(baseline)
+    if not net or not other:
         return None
     text = (
         f"Cooling time (`{method}`, log10 t_cool): network scatter {net['scatter_dex']:.2f} dex "
         f"[{net['scatter_dex_ci'][0]:.2f}, {net['scatter_dex_ci'][1]:.2f}], its 68%/95% "
         f"intervals cover {100 * net['coverage_68']:.0f}%/{100 * net['coverage_95']:.0f}% "
-        f"of the maps; concentration fit {conc['scatter_dex']:.2f} dex "
-        f"[{conc['scatter_dex_ci'][0]:.2f}, {conc['scatter_dex_ci'][1]:.2f}], "
-        f"{100 * conc['coverage_68']:.0f}%/{100 * conc['coverage_95']:.0f}%: "
+        f"of the maps; {baseline} fit {other['scatter_dex']:.2f} dex "
+        f"[{other['scatter_dex_ci'][0]:.2f}, {other['scatter_dex_ci'][1]:.2f}], "
+        f"{100 * other['coverage_68']:.0f}%/{100 * other['coverage_95']:.0f}%: "
     )
-    if net["scatter_dex_ci"][1] < conc["scatter_dex_ci"][0]:
+    if net["scatter_dex_ci"][1] < other["scatter_dex_ci"][0]:
         return text + "the network wins."
-    if conc["scatter_dex_ci"][1] < net["scatter_dex_ci"][0]:
-        return text + "the concentration wins."
+    if other["scatter_dex_ci"][1] < net["scatter_dex_ci"][0]:
+        return text + f"{REGRESSION_BASELINES.get(baseline, baseline)} wins."
     return text + "this sample cannot tell them apart."
 
 
@@ -75,9 +90,10 @@ def verdict_lines(run: str | Path) -> list[str]:
     folder = RunFolder(run)
     methods = list(folder.ablation_record().get("methods", []))
     results = {m: frames for m, frames in folder.ablation_results().items() if frames}
-    lines = [classification_verdict(results, methods)]
+    lines = [classification_verdict(results, methods, ref) for ref in BASELINES]
     for m in methods:
         sub = folder.method_run(m, 0)
         if sub.metrics_path.is_file():
-            lines.append(cooling_time_verdict(m, sub.read_metrics().get("regression") or {}))
+            block = sub.read_metrics().get("regression") or {}
+            lines.extend(cooling_time_verdict(m, block, b) for b in REGRESSION_BASELINES)
     return [line for line in lines if line]
