@@ -374,3 +374,16 @@ def test_cooling_time_run_recomputed():
         f"{100 * net['coverage_68']:.1f}%" in readme
         and f"{100 * net['coverage_95']:.1f}%" in readme
     )
+
+
+def test_profile_diagnostic_agrees_with_the_seeded_table():
+    """results/recipe-cpu/profile-diagnostic-default.md (benchmarks/profile_diagnostic.py)
+    refits profile (fit) itself: its row and the networks' rows must equal the seeded
+    table's (same folds, same bootstrap), and the README quotes its shape row."""
+    diag = _md_rows((SEEDED / "profile-diagnostic-default.md").read_text(), "method")
+    section = (SEEDED / "tables.md").read_text().split("### default sample")[1].split("### ")[0]
+    seeded = _md_rows(section, "method")
+    for method in ("profile (fit)", "baseline", "all"):
+        assert diag[method][:4] == seeded[method][:4], method
+    shape = diag["profile shape"]
+    assert f"{shape[2]} {shape[3]}" in (ROOT / "README.md").read_text()
