@@ -12,7 +12,8 @@
 #   SAMPLES=xmm bash benchmarks/recipe_seeds.sh 0     (one sample: default, xmm or both)
 #   SAMPLES=default-dataset bash benchmarks/recipe_seeds.sh
 #        the default sample with one brightness scale for all maps (preprocess.scaling=
-#        dataset: the log range of the whole data set instead of each map's own)
+#        dataset: the log range of the whole data set instead of each map's own; the
+#        baseline network only, about 20 minutes per seed)
 # then: python benchmarks/seed_table.py results/recipe-cpu/default-s* (and xmm-s*)
 set -eu
 cd "$(dirname "$0")/.."
@@ -33,12 +34,14 @@ sim() {  # NAME [--instrument X]
   fi
 }
 ablation() {  # SAMPLE SEED
-  local name=$1-s$2 data=$1 extra=()
-  if [ "$1" = default-dataset ]; then data=default; extra=(--set preprocess.scaling=dataset); fi
+  local name=$1-s$2 data=$1 extra=() methods=all
+  if [ "$1" = default-dataset ]; then   # the best network's seeds only: baseline
+    data=default; extra=(--set preprocess.scaling=dataset); methods=baseline
+  fi
   [ -d "$OUT/$name" ] && return 0   # finished (an unfinished run is $name.partial)
   local resume=""; [ -d "$OUT/$name.partial" ] && resume="--resume"
   log "ablation $name"
-  $CC ablation "$DATA/$data" --config cpu "${RECIPE[@]}" "${extra[@]}" --methods all --repeats 1 \
+  $CC ablation "$DATA/$data" --config cpu "${RECIPE[@]}" "${extra[@]}" --methods $methods --repeats 1 \
     --seed "$2" --out "$OUT/$name" --no-progress $resume
   find "$OUT/$name" -name '*.ckpt' -delete   # run folders are committed without checkpoints
 }
