@@ -45,6 +45,13 @@ from coolcore.evaluate.plots import plot_reliability
 from coolcore.runs.folder import RunFolder
 
 REFERENCE = "c_SB (fit)"
+SAMPLES: dict[str, str] = {
+    "default": "emissivity maps, each scaled on its own",
+    "xmm": "XMM-Newton mock observations of the same clusters",
+    "default-dataset": "the default maps with one brightness scale for all "
+    "(`preprocess.scaling=dataset`), the baseline network",
+}
+"""The samples of ``benchmarks/recipe_seeds.sh`` in table order, with what they are."""
 PROFILE = "profile (fit)"
 NETWORKS = ("baseline", "all")
 SU_2020 = "| Su et al. 2020: ResNet-18, mock Chandra TNG300 | – | – | – | – | – | 92% | 81% | 83% |"
@@ -57,7 +64,8 @@ def seed_runs(root: Path) -> dict[str, dict[int, Path]]:
         m = re.fullmatch(r"(.+)-s(\d+)", path.name)
         if m and path.is_dir() and (path / "run.json").is_file():
             out.setdefault(m.group(1), {})[int(m.group(2))] = path
-    return out
+    order = {name: k for k, name in enumerate(SAMPLES)}
+    return dict(sorted(out.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
 
 
 def sample_results(runs: dict[int, Path]) -> dict[str, list]:
@@ -83,6 +91,8 @@ def calibration_rows(runs: dict[int, Path], sample: str, root: Path) -> list[str
         reports = []
         for seed, path in sorted(runs.items()):
             rep = RunFolder(path).method_run(method, 0)
+            if not rep.path.is_dir():  # an ablation of the baseline alone
+                continue
             n = len(rep.fold_dirs())
             vals = [rep.read_fold_validation(k) for k in range(n)]
             if any(v is None for v in vals):
@@ -158,9 +168,11 @@ def sample_section(sample: str, runs: dict[int, Path], root: Path) -> str:
     results = sample_results(runs)
     seeds = ", ".join(map(str, sorted(runs)))
     table = compare_methods(results, reference=REFERENCE, n_boot=1000, seed=0)
+    attention = attention_rows(results)
     out = [
         f"### {sample} sample (training seeds {seeds})",
         "",
+        *([f"{SAMPLES[sample][0].upper()}{SAMPLES[sample][1:]}.", ""] if sample in SAMPLES else []),
         f"Networks against the concentration; Δ is paired with `{REFERENCE}` on the same "
         "clusters; recall per class is Su et al.'s accuracy per class.",
         "",
@@ -178,10 +190,16 @@ def sample_section(sample: str, runs: dict[int, Path], root: Path) -> str:
             if PROFILE in results
             else []
         ),
-        "Does attention help? `all` minus `baseline`, paired by seed and cluster:",
-        "",
-        *attention_rows(results),
-        "",
+        *(
+            [
+                "Does attention help? `all` minus `baseline`, paired by seed and cluster:",
+                "",
+                *attention,
+                "",
+            ]
+            if attention
+            else []
+        ),
         "Calibration of the test folds (each seed; temperature fitted per fold on its "
         "validation maps):",
         "",
