@@ -109,31 +109,10 @@ class PreparedField:
     cosmology: str = DEFAULT_COSMOLOGY
 
     def surface_luminosity(self) -> np.ndarray:
-        """The field on one brightness scale for clusters at any distance.
+        """:func:`coolcore.data.brightness.surface_luminosity` of ``image``."""
+        from coolcore.data.brightness import surface_luminosity as lum
 
-        ``image`` (counts/s per output pixel) divided by the output pixel's area in
-        kpc^2 and multiplied by ``4 pi D_L^2`` in Mpc^2 (``D_L`` of ``redshift`` in
-        ``cosmology``): the photons a kpc^2 of the cluster emits per second into the
-        instrument's band and area, independent of the distance (the band's redshift,
-        the K-correction, stays in it).  Data-set scaling of observations uses it, so
-        that a distant cluster is not taken for a faint one.
-
-        Raises
-        ------
-        coolcore.errors.ImageError
-            No redshift (one was needed for the pixel scale unless given).
-        """
-        import astropy.units as u
-        from astropy.cosmology import realizations
-
-        if self.redshift is None:
-            raise ImageError(
-                f"{self.name}: the brightness on one scale needs the redshift "
-                "(catalogue column redshift, header REDSHIFT or --redshift)"
-            )
-        d_mpc = getattr(realizations, self.cosmology).luminosity_distance(self.redshift)
-        pixel_area = (self.field_kpc / self.image.shape[0]) ** 2
-        return self.image / pixel_area * (4.0 * math.pi * d_mpc.to_value(u.Mpc) ** 2)
+        return lum(self.image, self.field_kpc, self.redshift, self.cosmology, self.name)
 
     def diagnostics(self) -> dict[str, Any]:
         """Centre, scale, counts, masked fraction, and the warnings' texts joined by "; "."""
@@ -466,7 +445,5 @@ def prepare_observation(
     masked = max(0.0, 1.0 - float((area * ok).sum()) / side**2)
     return PreparedField(
         *(image, mask, rate, valid, (cx, cy), ra, dec, source, p, float(field_kpc), side),
-        *(total, masked, warnings, method, obs.name, obs.counts),
-        redshift=obs.redshift,
-        cosmology=cosmology,
+        *(total, masked, warnings, method, obs.name, obs.counts, obs.redshift, cosmology),
     )

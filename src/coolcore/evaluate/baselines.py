@@ -39,7 +39,7 @@ the scaled concentration S(<0.15 R500)/S(<R500), so it is fitted."""
 _CHUNK = 64
 
 
-def _as_batch(images: ArrayLike) -> tuple[NDArray[np.float64], bool]:
+def as_batch(images: ArrayLike) -> tuple[NDArray[np.float64], bool]:
     arr = np.asarray(images, dtype=np.float64)
     if arr.ndim == 2:
         return arr[None], True
@@ -58,7 +58,7 @@ def find_centers(
     ``(H // 2, W // 2)``; otherwise an array of ``(row, col)`` of shape ``(2,)`` or
     ``(N, 2)``.
     """
-    batch, _ = _as_batch(images)
+    batch, _ = as_batch(images)
     n, h, w = batch.shape
     if isinstance(center, str):
         if center == "image":
@@ -98,7 +98,7 @@ def aperture_sums(
     -------
     numpy.ndarray, shape (N, K)
     """
-    batch, _ = _as_batch(images)
+    batch, _ = as_batch(images)
     n, h, w = batch.shape
     radii = np.asarray(radii_px, dtype=np.float64).reshape(n, -1)
     cen = np.asarray(centers, dtype=np.float64).reshape(n, 2)
@@ -116,7 +116,7 @@ def aperture_sums(
     return out
 
 
-def _pixel_array(pixel_kpc: ArrayLike, n: int, name: str = "pixel_kpc") -> NDArray[np.float64]:
+def pixel_array(pixel_kpc: ArrayLike, n: int, name: str = "pixel_kpc") -> NDArray[np.float64]:
     p = np.broadcast_to(np.asarray(pixel_kpc, dtype=np.float64), (n,)).copy()
     if not np.all(np.isfinite(p) & (p > 0)):
         raise UsageError(f"{name}: must be positive and finite")
@@ -156,8 +156,8 @@ def concentration(
     """
     if not (0 < r_in_kpc < r_out_kpc):
         raise UsageError(f"r_in_kpc, r_out_kpc: need 0 < r_in < r_out, got {r_in_kpc}, {r_out_kpc}")
-    batch, single = _as_batch(images)
-    pix = _pixel_array(pixel_kpc, batch.shape[0])
+    batch, single = as_batch(images)
+    pix = pixel_array(pixel_kpc, batch.shape[0])
     cen = find_centers(batch, "peak" if center is None else center)
     radii = np.stack([r_in_kpc / pix, r_out_kpc / pix], axis=1)
     sums = aperture_sums(batch, radii, cen)
@@ -191,10 +191,10 @@ def scaled_concentration(
     -------
     float or numpy.ndarray of shape (N,)
     """
-    batch, single = _as_batch(images)
+    batch, single = as_batch(images)
     n, h, w = batch.shape
-    pix = _pixel_array(pixel_kpc, n)
-    r500 = _pixel_array(r500_kpc, n, "r500_kpc")
+    pix = pixel_array(pixel_kpc, n)
+    r500 = pixel_array(r500_kpc, n, "r500_kpc")
     cen = find_centers(batch, "peak" if center is None else center)
     fit_px = np.minimum.reduce(
         [cen[:, 0] + 0.5, h - cen[:, 0] - 0.5, cen[:, 1] + 0.5, w - cen[:, 1] - 0.5]
@@ -207,7 +207,7 @@ def scaled_concentration(
     return float(c[0]) if single else c
 
 
-def _labels_to_index(y: ArrayLike) -> NDArray[np.int64]:
+def labels_to_index(y: ArrayLike) -> NDArray[np.int64]:
     arr = np.asarray(y)
     if arr.dtype.kind in "iu":
         if arr.size and (arr.min() < 0 or arr.max() > 2):
@@ -293,7 +293,7 @@ class ConcentrationClassifier:
         elif mode == "fit":
             if y is None:
                 raise UsageError("y: labels are needed to fit thresholds")
-            self.thresholds_ = self._fit_thresholds(self._values(features), _labels_to_index(y))
+            self.thresholds_ = self._fit_thresholds(self._values(features), labels_to_index(y))
         else:
             low, high = (float(t) for t in mode)
             if not low <= high:
@@ -345,7 +345,7 @@ class ConcentrationClassifier:
 
     def score(self, features: ArrayLike, y: ArrayLike) -> float:
         """Macro-averaged F1 on ``(features, y)``."""
-        return _macro_f1(_labels_to_index(y), _labels_to_index(self.predict(features)))
+        return _macro_f1(labels_to_index(y), labels_to_index(self.predict(features)))
 
 
 __all__ = [

@@ -32,11 +32,11 @@ from numpy.typing import ArrayLike, NDArray
 from coolcore import CLASS_NAMES
 from coolcore.errors import UsageError
 from coolcore.evaluate.baselines import (
-    _as_batch,
-    _labels_to_index,
-    _pixel_array,
     aperture_sums,
+    as_batch,
     find_centers,
+    labels_to_index,
+    pixel_array,
 )
 
 __all__ = ["PROFILE_EDGES_KPC", "ProfileClassifier", "radial_profile"]
@@ -68,12 +68,12 @@ def radial_profile(
     center : "peak", "image" or (row, col) per image
         As :func:`coolcore.evaluate.baselines.find_centers`.
     """
-    batch, single = _as_batch(images)
+    batch, single = as_batch(images)
     n = batch.shape[0]
     edges = np.asarray(edges_kpc, dtype=np.float64)
     if edges.ndim != 1 or edges.size < 2 or np.any(np.diff(edges) <= 0) or edges[0] < 0:
         raise UsageError("edges_kpc: need at least two increasing, non-negative radii")
-    pix = _pixel_array(pixel_kpc, n)
+    pix = pixel_array(pixel_kpc, n)
     centers = find_centers(batch, center)
     radii = edges[None, :] / pix[:, None]
     sums = np.diff(aperture_sums(batch, radii, centers), axis=1)
@@ -118,7 +118,7 @@ class ProfileClassifier:
         from sklearn.preprocessing import StandardScaler
 
         x = np.asarray(profiles, dtype=np.float64)
-        labels = _labels_to_index(y)  # names CC / WCC / NCC or indices 0 / 1 / 2
+        labels = labels_to_index(y)  # names CC / WCC / NCC or indices 0 / 1 / 2
         self.model_ = make_pipeline(
             StandardScaler(),
             LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000),
