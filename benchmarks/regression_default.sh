@@ -6,6 +6,9 @@
 # 68/95% coverage beside the least-squares fit of log10 t_cool on log10 c_SB on the same
 # folds) and the classification with the head.
 #   bash benchmarks/regression_default.sh [WEIGHTS...]     (about 25 minutes each in bf16)
+#   SEED=1 bash benchmarks/regression_default.sh 0.2       (another training seed: ...-s1)
+#   SCALING=dataset bash benchmarks/regression_default.sh  (one brightness scale for all
+#        maps, preprocess.scaling=dataset: regression-dataset-w0.2)
 set -eu
 cd "$(dirname "$0")/.."
 CC=${CC:-.venv/bin/coolcore}
@@ -14,14 +17,17 @@ OUT=${OUT:-results/recipe-cpu}
 RECIPE=(--set train.epochs=16 --set train.schedule=cosine --set train.warmup_epochs=1
         --set train.augment=dihedral --set model.crop_source=full)
 log() { echo "[$(date +%H:%M:%S)] $*"; }
+SEED=${SEED:-0}
+SCALING=${SCALING:-image}
+label=default; [ "$SCALING" = dataset ] && label=dataset
 for w in "${@:-0.2}"; do
-  name=regression-default-w$w
+  name=regression-$label-w$w; [ "$SEED" != 0 ] && name=$name-s$SEED
   [ -d "$OUT/$name" ] && continue
   resume=""; [ -d "$OUT/$name.partial" ] && resume="--resume"
   log "cv $name"
-  $CC cv "$DATA/default" --config cpu "${RECIPE[@]}" --variant all --seed 0 \
-    --set model.regression=true --set "loss.regression_weight=$w" --out "$OUT/$name" \
-    --no-progress $resume
+  $CC cv "$DATA/default" --config cpu "${RECIPE[@]}" --variant all --seed "$SEED" \
+    --set preprocess.scaling="$SCALING" --set model.regression=true \
+    --set "loss.regression_weight=$w" --out "$OUT/$name" --no-progress $resume
   find "$OUT/$name" -name '*.ckpt' -delete   # run folders are committed without checkpoints
 done
 log "done"
