@@ -352,12 +352,13 @@ def test_seeded_table_recomputed_independently(sample):
         assert not list(run.rglob("*.ckpt"))
 
 
-def test_cooling_time_run_recomputed():
-    """The README's cooling-time figures (results/recipe-cpu/regression-default-w0.2):
+@pytest.mark.parametrize("name", ["regression-default-w0.2", "regression-dataset-w0.2"])
+def test_cooling_time_run_recomputed(name):
+    """The README's cooling-time figures (results/recipe-cpu/regression-*-w0.2):
     scatter and 68/95% coverage of the network recomputed from its predictions."""
     from scipy.stats import norm
 
-    run = SEEDED / "regression-default-w0.2"
+    run = SEEDED / name
     preds = pd.read_csv(run / "predictions.csv")
     assert len(preds) == 954 and not list(run.rglob("*.ckpt"))
     residual = np.log10(preds["t_cool_gyr"]) - preds["log10_tcool"]
@@ -367,10 +368,17 @@ def test_cooling_time_run_recomputed():
     assert net["coverage_68"] == pytest.approx(np.mean(z <= norm.ppf(0.84)), abs=1e-9)
     assert net["coverage_95"] == pytest.approx(np.mean(z <= norm.ppf(0.975)), abs=1e-9)
     readme = (ROOT / "README.md").read_text()
-    prof = json.loads((run / "metrics.json").read_text())["regression"]["profile"]
-    assert f"scatter {prof['scatter_dex']:.2f} dex" in readme
-    assert f"{prof['mad_dex']:.3f} dex against the network's {net['mad_dex']:.3f}" in readme
-    assert f"{100 * prof['coverage_68']:.1f}% and {100 * prof['coverage_95']:.1f}%" in readme
+    metrics = json.loads((run / "metrics.json").read_text())
+    prof = metrics["regression"]["profile"]
+    if name == "regression-default-w0.2":
+        assert f"scatter {prof['scatter_dex']:.2f} dex" in readme
+        assert f"{prof['mad_dex']:.3f} dex against the network's {net['mad_dex']:.3f}" in readme
+        assert f"{100 * prof['coverage_68']:.1f}% and {100 * prof['coverage_95']:.1f}%" in readme
+    else:
+        low, high = net["scatter_dex_ci"]
+        assert f"{net['scatter_dex']:.2f} dex [{low:.2f}, {high:.2f}] against" in readme
+        assert f"{prof['scatter_dex']:.2f} dex [{prof['scatter_dex_ci'][0]:.2f}," in readme
+        assert f"Classification with the head: {metrics['macro_f1']:.3f}" in readme
     assert f"{net['scatter_dex']:.2f} dex" in readme
     assert (
         f"{100 * net['coverage_68']:.1f}%" in readme
