@@ -32,7 +32,7 @@ from coolcore.train.ablation import concentration_predictions
 from coolcore.train.protocol import folds_frame, load_data, make_folds
 
 
-def _same_data_and_folds(data: Path, folder: RunFolder, record: dict):
+def same_data_and_folds(data: Path, folder: RunFolder, record: dict):
     """The run's data set and folds, rebuilt and checked against what it recorded."""
     cfg = record["config"]
     dataset = load_data(data, cfg, progress=False)
@@ -55,7 +55,7 @@ def add_regression_baselines(data: Path, run: Path) -> list[str]:
     old = metrics.get("regression")
     if old is None:
         raise UsageError(f"{run}: a cv run without the cooling-time head has no baselines to add")
-    dataset, folds = _same_data_and_folds(data, folder, record)
+    dataset, folds = same_data_and_folds(data, folder, record)
     new = regression_report(folder.read_predictions(), dataset=dataset, folds=folds)
     for key in old:
         if new.get(key) != old[key]:
@@ -75,7 +75,7 @@ def add_baselines(data: Path, run: Path) -> list[str]:
     record = folder.ablation_record()
     if record.get("sweep") is not None:
         raise UsageError(f"{run}: a loss-weight sweep has no baselines")
-    dataset, folds = _same_data_and_folds(data, folder, record)
+    dataset, folds = same_data_and_folds(data, folder, record)
     added = []
     with folder.lock():
         for name, frame in concentration_predictions(dataset, folds).items():

@@ -38,7 +38,7 @@ from coolcore.train.ablation import concentration_features
 from coolcore.train.fit import predictions_frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from add_baselines import _same_data_and_folds  # noqa: E402
+from add_baselines import same_data_and_folds  # noqa: E402
 
 
 def feature_sets(dataset) -> dict[str, np.ndarray]:
@@ -58,7 +58,7 @@ def feature_sets(dataset) -> dict[str, np.ndarray]:
 
 def diagnostic(data: Path, runs: list[Path]) -> str:
     first = RunFolder(runs[0])
-    dataset, folds = _same_data_and_folds(data, first, first.read_record())
+    dataset, folds = same_data_and_folds(data, first, first.read_record())
     y = dataset.labels
     results: dict[str, list[pd.DataFrame]] = {}
     for name, x in feature_sets(dataset).items():

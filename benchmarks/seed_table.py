@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from coolcore import CLASS_NAMES
+from coolcore.apps.comparison import collect_methods
 from coolcore.evaluate.calibration import calibration_report
 from coolcore.evaluate.compare import compare_methods, comparison_markdown
 from coolcore.evaluate.plots import plot_reliability
@@ -69,14 +70,9 @@ def seed_runs(root: Path) -> dict[str, dict[int, Path]]:
 
 
 def sample_results(runs: dict[int, Path]) -> dict[str, list]:
-    """``{method: [predictions per seed]}``: the networks of every seed, the concentration
-    baselines once (they do not depend on the training seed)."""
-    results: dict[str, list] = {}
-    for k, (_, path) in enumerate(sorted(runs.items())):
-        for method, frames in RunFolder(path).ablation_results().items():
-            if method in NETWORKS or k == 0:
-                results.setdefault(method, []).extend(frames)
-    return results
+    """``{method: [predictions per seed]}``: the networks of every seed, the astronomers'
+    baselines once (they do not depend on the training seed; :mod:`coolcore.apps.comparison`)."""
+    return collect_methods([str(path) for _, path in sorted(runs.items())])
 
 
 def calibration_rows(runs: dict[int, Path], sample: str, root: Path) -> list[str]:

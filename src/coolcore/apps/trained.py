@@ -7,7 +7,8 @@
 :class:`PredictionBatch` per batch (which maps were read, their model inputs,
 each fold model's probabilities and boxes and, when asked, one fold model's
 :class:`~coolcore.nn.model.Explanation`).  :meth:`TrainedModel.predict` fills
-the prediction table from it (:func:`coolcore.apps.predictions.prediction_frame`), :func:`coolcore.apps.explain.explain_maps` draws figures from it.  A map's
+the prediction table from it (:func:`coolcore.apps.predictions.prediction_frame`),
+:func:`coolcore.apps.explain.explain_maps` draws figures from it.  A map's
 numbers do not depend on the batch it is in (nor on ``batch_size``).
 """
 

@@ -131,15 +131,6 @@ def load_ablation_results(run: str | Path) -> dict[str, list[pd.DataFrame]]:
     return RunFolder(run).ablation_results()
 
 
-def observation_redshift(item) -> float | None:
-    """An observation's redshift: the catalogue's, else its header's (None if neither)."""
-    if item.redshift is not None:
-        return float(item.redshift)
-    from coolcore.data.observation import read_observation
-
-    return read_observation(item.file, bin_size=item.bin_size).redshift
-
-
 def concentration_features(catalog: pd.DataFrame, cfg) -> dict[str, np.ndarray] | None:
     """``c_SB``, the radial profile (:mod:`coolcore.evaluate.profiles`) and ``c_scaled``
     (where ``r500_kpc`` is given) of every map of a catalogue.
@@ -163,10 +154,10 @@ def concentration_features(catalog: pd.DataFrame, cfg) -> dict[str, np.ndarray] 
         if not all(observed):
             say("concentration baselines skipped: the catalogue mixes observations and maps")
             return None
-        raw = np.stack(
-            [observation_field(it, field_kpc=cfg.field_kpc, grid=cfg.crop).image for it in items]
-        )
+        fields = [observation_field(it, field_kpc=cfg.field_kpc, grid=cfg.crop) for it in items]
+        raw = np.stack([f.image for f in fields])
         pix = np.full(len(catalog), cfg.field_kpc / cfg.crop)
+        redshifts = [f.redshift for f in fields]
     elif "pixel_kpc" not in catalog:
         say("concentration baselines skipped: the catalogue has no pixel_kpc column")
         return None
@@ -177,11 +168,10 @@ def concentration_features(catalog: pd.DataFrame, cfg) -> dict[str, np.ndarray] 
     if any(observed):  # count rates fall as 1 / D_L^2: the profile is put on one scale
         from coolcore.sim.observe import luminosity_distance_cm
 
-        z = [observation_redshift(it) for it in items]
-        if None in z:
+        if None in redshifts:
             say("profile baseline: a map without redshift; count rates left at their distances")
         else:
-            distance = np.array([luminosity_distance_cm(v) for v in z])
+            distance = np.array([luminosity_distance_cm(z) for z in redshifts])
     features = {
         "c_SB": concentration(raw, pix),
         "profile": radial_profile(raw, pix, distance_cm=distance),
