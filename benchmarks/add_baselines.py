@@ -56,7 +56,12 @@ def add_regression_baselines(data: Path, run: Path) -> list[str]:
     if old is None:
         raise UsageError(f"{run}: a cv run without the cooling-time head has no baselines to add")
     dataset, folds = same_data_and_folds(data, folder, record)
-    new = regression_report(folder.read_predictions(), dataset=dataset, folds=folds)
+    validations = [folder.read_fold_validation(k) for k in range(len(folds))]
+    kept = all(v is not None for v in validations)
+    new = regression_report(
+        folder.read_predictions(), dataset=dataset, folds=folds,
+        validations=validations if kept else None,
+    )  # fmt: skip
     for key in old:
         if new.get(key) != old[key]:
             raise UsageError(f"{run}: its {key!r} block recomputes differently; not touched")

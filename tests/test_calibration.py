@@ -9,6 +9,7 @@ from coolcore import CLASS_NAMES
 from coolcore.evaluate.calibration import (
     calibration_report,
     expected_calibration_error,
+    fit_sigma_scale,
     fit_temperature,
     negative_log_likelihood,
     reliability_bins,
@@ -116,3 +117,20 @@ def test_report_fits_on_validation_and_helps_an_overconfident_model():
         idx = np.concatenate([np.repeat(members[c], int(m)) for c, m in zip(ids, w, strict=True)])
         reps.append(_ece_loop(p[idx], y[idx], 10))
     np.testing.assert_allclose(report["ece_ci"], np.quantile(reps, [0.025, 0.975]), atol=1e-12)
+
+
+def test_sigma_scale_is_the_likelihood_maximum_and_recovers_a_known_factor():
+    # predictions whose sigmas are 0.5 of the residuals' true spread: s -> 2; the closed
+    # form against a grid of the Gaussian negative log-likelihood written here
+    rng = np.random.default_rng(4)
+    sigma = rng.uniform(0.1, 0.4, 4000)
+    mu = rng.normal(0.5, 0.6, 4000)
+    y = mu + rng.normal(0.0, 2.0 * sigma)
+    s = fit_sigma_scale(y, mu, sigma)
+    assert s == pytest.approx(2.0, rel=0.05)
+    grid = np.linspace(1.0, 3.0, 20001)
+    nll = [np.sum(np.log(g * sigma) + 0.5 * ((y - mu) / (g * sigma)) ** 2) for g in grid]
+    assert s == pytest.approx(grid[int(np.argmin(nll))], abs=2e-4)
+    # rows without a finite value or with sigma <= 0 are left out
+    bad = fit_sigma_scale(np.r_[y, np.nan, 1.0], np.r_[mu, 0.0, 0.0], np.r_[sigma, 1.0, 0.0])
+    assert bad == s

@@ -399,6 +399,31 @@ def test_cv_export_predict_with_the_head(tiny_sample, tmp_path) -> None:
     assert block["network"]["n"] == len(pred) and block["concentration"]["n"] == len(pred)
     assert 0 <= block["network"]["coverage_68"] <= block["network"]["coverage_95"] <= 1
     assert block["profile"]["n"] == len(pred)
+    # each fold's sigma factor: the Gaussian likelihood's maximum on its validation maps,
+    # by a loop over the rows; the scaled coverage counted by hand
+    scales, covered, cols = [], 0, ["t_cool_gyr", "log10_tcool", "log10_tcool_sigma"]
+    for k in range(3):
+        val = pd.read_csv(run / f"fold_{k:02d}" / "val_predictions.csv")
+        z2 = [((math.log10(t) - m) / s) ** 2 for t, m, s in val[cols].itertuples(index=False)]
+        scales.append(math.sqrt(sum(z2) / len(z2)))
+        info = json.loads((run / f"fold_{k:02d}" / "fold.json").read_text())
+        assert info["tcool_sigma_scale"] == pytest.approx(scales[k], rel=1e-4)
+        test = pred[pred["fold"] == k]
+        for t, m, s in test[cols].itertuples(index=False):
+            covered += abs(math.log10(t) - m) <= 0.994458 * s * scales[k]
+    assert block["network_scaled"]["sigma_scale"] == pytest.approx(scales, rel=1e-9)
+    assert block["network_scaled"]["coverage_68"] == pytest.approx(covered / len(pred))
+    assert block["network_scaled"]["scatter_dex"] == block["network"]["scatter_dex"]
+    from coolcore.apps.inference import load_model  # predict multiplies each fold's sigma
+
+    loaded = load_model(run, device="cpu")
+    assert loaded.sigma_scales == pytest.approx(scales, rel=1e-4)
+    x = np.random.default_rng(0).random((2, 32, 32)).astype(np.float32)
+    _, _, tcool = loaded.forward(x)
+    with torch.inference_mode():
+        for k, net in enumerate(loaded.nets):
+            raw = net(torch.from_numpy(x)[:, None]).tcool_sigma.double().numpy()
+            np.testing.assert_allclose(tcool[k, :, 1], raw * loaded.sigma_scales[k], rtol=1e-6)
     # benchmarks/add_baselines.py gives a run made without the profile baseline the same block
     import importlib.util
     from pathlib import Path

@@ -384,6 +384,17 @@ def test_cooling_time_run_recomputed(name):
         f"{100 * net['coverage_68']:.1f}%" in readme
         and f"{100 * net['coverage_95']:.1f}%" in readme
     )
+    # the sigmas scaled per fold: each factor from its validation maps, the coverage again
+    scaled = metrics["regression"]["network_scaled"]
+    factor = np.empty(len(preds))
+    for k in range(5):
+        val = pd.read_csv(run / f"fold_{k:02d}" / "val_predictions.csv")
+        zv = (np.log10(val["t_cool_gyr"]) - val["log10_tcool"]) / val["log10_tcool_sigma"]
+        assert scaled["sigma_scale"][k] == pytest.approx(np.sqrt(np.mean(zv**2)), rel=1e-9)
+        factor[(preds["fold"] == k).to_numpy()] = np.sqrt(np.mean(zv**2))
+    for level, key in ((0.84, "coverage_68"), (0.975, "coverage_95")):
+        assert scaled[key] == pytest.approx(np.mean(z / factor <= norm.ppf(level)), abs=1e-9)
+        assert f"{100 * scaled[key]:.1f}%" in readme
 
 
 @pytest.mark.parametrize("sample", ["default", "xmm"])

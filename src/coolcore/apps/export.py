@@ -211,7 +211,13 @@ def model_metadata(run: Path, record: dict, folds: list[int], weights: dict[str,
         if fj is not None:
             fold_info[str(k)] = {
                 key: fj.get(key)
-                for key in ("best_epoch", "best_val_macro_f1", "epochs", "temperature")
+                for key in (
+                    "best_epoch",
+                    "best_val_macro_f1",
+                    "epochs",
+                    "temperature",
+                    "tcool_sigma_scale",
+                )
             }
     return {
         "format": FORMAT_NAME,
@@ -222,7 +228,8 @@ def model_metadata(run: Path, record: dict, folds: list[int], weights: dict[str,
         "network": network_config(cfg),
         "preprocess": preprocess_meta(p, _log_range(record, cfg)),
         "training_data": _training_data_info(record, cfg),
-        "ensemble": "mean of the fold models' probabilities (logits / fold temperature)",
+        "ensemble": "mean of the fold models' probabilities (logits / fold temperature); "
+        "cooling time: their Gaussians (sigma times the fold's tcool_sigma_scale) mixed",
         "folds": folds,
         "fold_info": fold_info,
         "weights": weights,

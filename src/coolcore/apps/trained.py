@@ -29,7 +29,7 @@ from coolcore.apps.devices import resolve_device
 from coolcore.apps.predictions import catalog_metrics, prediction_frame
 from coolcore.data.inputs import MapInput, as_inputs, collect_inputs, window_options
 from coolcore.errors import UsageError
-from coolcore.evaluate.calibration import fold_temperatures
+from coolcore.evaluate.calibration import fold_sigma_scales, fold_temperatures
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -116,6 +116,12 @@ class TrainedModel:
         """Each fold model's temperature (:func:`coolcore.evaluate.calibration.fold_temperatures`)."""
         return fold_temperatures(self.meta, len(self.nets))
 
+    @property
+    def sigma_scales(self) -> list[float]:
+        """Each fold model's cooling-time sigma factor
+        (:func:`coolcore.evaluate.calibration.fold_sigma_scales`)."""
+        return fold_sigma_scales(self.meta, len(self.nets))
+
     def fold_network(self, fold: int) -> MultiBranchAttentionNet:
         """The network of fold ``fold`` (a fold number of :attr:`folds`).
 
@@ -181,7 +187,8 @@ class TrainedModel:
             input for ``baseline``).
         tcool : numpy.ndarray or None
             (F, B, 2) ``mu`` and ``sigma`` of log10 t_cool / Gyr of each fold
-            model; None for models without the cooling-time head.
+            model, ``sigma`` times its factor (:attr:`sigma_scales`); None for
+            models without the cooling-time head.
         """
         import torch
 
@@ -190,7 +197,8 @@ class TrainedModel:
         s = images.shape[-1]
         probs, boxes, tcool = [], [], []
         with torch.inference_mode():
-            for net, temperature in zip(self.nets, self.temperatures, strict=True):
+            scaled = zip(self.nets, self.temperatures, self.sigma_scales, strict=True)
+            for net, temperature, sigma_scale in scaled:
                 out = net(x) if xf is None else net(x, xf)
                 logits = out.logits.float() / temperature
                 probs.append(logits.softmax(dim=1).cpu().double().numpy())
@@ -201,7 +209,10 @@ class TrainedModel:
                 boxes.append(b)
                 if out.tcool_mu is not None:
                     tcool.append(
-                        torch.stack([out.tcool_mu, out.tcool_sigma], 1).cpu().double().numpy()
+                        torch.stack([out.tcool_mu, out.tcool_sigma * sigma_scale], 1)
+                        .cpu()
+                        .double()
+                        .numpy()
                     )
         return np.stack(probs), np.stack(boxes), np.stack(tcool) if tcool else None
 

@@ -12,6 +12,12 @@ logits by a constant per map). ``T`` is fitted on the fold model's own
 validation maps (``fold_XX/val_predictions.csv``) by minimising their mean
 negative log-likelihood, and applied to that model's test maps, so no test label
 is used. It changes no arg-max: classes and macro-F1 stay the same.
+
+The cooling-time head's uncertainties get the same treatment: one factor ``s``
+per fold model multiplies its ``sigma`` of log10 t_cool, fitted on its validation
+maps by the Gaussian likelihood, which has the closed-form maximum
+``s^2 = mean(((y - mu) / sigma)^2)`` (:func:`fit_sigma_scale`).  It changes no
+``mu``: the scatter stays the same, the interval coverage moves.
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ __all__ = [
     "PROB_COLUMNS",
     "calibration_report",
     "expected_calibration_error",
+    "fit_sigma_scale",
     "fit_temperature",
+    "fold_sigma_scales",
     "fold_temperatures",
     "negative_log_likelihood",
     "probs_labels",
     "reliability_bins",
     "scale_temperature",
+    "sigma_scales",
 ]
 
 PROB_COLUMNS = [f"p_{name}" for name in CLASS_NAMES]
@@ -188,10 +197,51 @@ def calibration_report(
     return report, cal
 
 
+def fit_sigma_scale(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
+    """The ``s`` that maximises the likelihood of ``y ~ N(mu, (s sigma)^2)``:
+    ``sqrt(mean(((y - mu) / sigma)^2))`` over the rows where all three are finite and
+    ``sigma > 0``.
+
+    Examples
+    --------
+    >>> fit_sigma_scale(np.array([1.0, -1.0]), np.zeros(2), np.array([0.5, 0.5]))
+    2.0
+    """
+    y, mu, sigma = (np.asarray(a, np.float64) for a in (y, mu, sigma))
+    ok = np.isfinite(y) & np.isfinite(mu) & np.isfinite(sigma) & (sigma > 0)
+    if not ok.any():
+        raise DataError("fit_sigma_scale: no map with a true and a predicted cooling time")
+    return float(np.sqrt(np.mean(((y[ok] - mu[ok]) / sigma[ok]) ** 2)))
+
+
+def sigma_scales(validations: Sequence[pd.DataFrame]) -> list[float]:
+    """:func:`fit_sigma_scale` of each fold model's validation predictions
+    (``t_cool_gyr``, ``log10_tcool``, ``log10_tcool_sigma``), in fold order."""
+    scales = []
+    for val in validations:
+        missing = [c for c in ("t_cool_gyr", "log10_tcool", "log10_tcool_sigma") if c not in val]
+        if missing:
+            raise DataError(f"validation predictions lack column(s) {', '.join(missing)}")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = np.log10(pd.to_numeric(val["t_cool_gyr"], errors="coerce").to_numpy(float))
+        scales.append(fit_sigma_scale(y, val["log10_tcool"], val["log10_tcool_sigma"]))
+    return scales
+
+
+def _fold_values(meta: dict, n_nets: int, key: str) -> list[float]:
+    info = meta.get("fold_info") or {}
+    values = [float((info.get(str(k)) or {}).get(key) or 1.0) for k in meta["folds"]]
+    return values if len(values) == n_nets else [1.0] * n_nets
+
+
 def fold_temperatures(meta: dict, n_nets: int) -> list[float]:
     """The temperatures of a model's fold networks from its ``model.json`` metadata
     (``fold_info``, in the order of ``folds``): 1 for a fold exported without one, and
     for every network when ``folds`` does not match the ``n_nets`` networks given."""
-    info = meta.get("fold_info") or {}
-    temps = [float((info.get(str(k)) or {}).get("temperature") or 1.0) for k in meta["folds"]]
-    return temps if len(temps) == n_nets else [1.0] * n_nets
+    return _fold_values(meta, n_nets, "temperature")
+
+
+def fold_sigma_scales(meta: dict, n_nets: int) -> list[float]:
+    """The cooling-time sigma factors of a model's fold networks (``tcool_sigma_scale``
+    in ``fold_info``), with the defaults of :func:`fold_temperatures`."""
+    return _fold_values(meta, n_nets, "tcool_sigma_scale")

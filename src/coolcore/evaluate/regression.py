@@ -40,8 +40,6 @@ __all__ = [
     "COVERAGE_LEVELS",
     "classes_from_log10_tcool",
     "concentration_regression",
-    "dataset_concentration",
-    "dataset_indicators",
     "mixture_moments",
     "profile_regression",
     "regression_metrics",
@@ -327,46 +325,6 @@ def profile_regression(
     return mu, sigma
 
 
-def _stored_maps(dataset: Any) -> tuple[list, NDArray[np.float64]] | None:
-    """The data set's maps as stored and their pixel scales; None without ``pixel_kpc``."""
-    from coolcore.data.images import read_image
-
-    cat = dataset.catalog
-    if "pixel_kpc" not in cat:
-        return None
-    pix = pd.to_numeric(cat["pixel_kpc"], errors="coerce").to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(pix) & (pix > 0)):
-        return None
-    return [read_image(p) for p in cat["path"]], pix
-
-
-def dataset_concentration(dataset: Any) -> NDArray[np.float64] | None:
-    """``c_SB`` of every map of a data set as stored (linear flux); None without ``pixel_kpc``.
-
-    Measured as the ablation's concentration classifiers measure it: on the maps
-    read from their files, with the catalogue's pixel scale.
-    """
-    from coolcore.evaluate.baselines import concentration
-
-    maps = _stored_maps(dataset)
-    return None if maps is None else np.asarray(concentration(*maps), dtype=np.float64)
-
-
-def dataset_indicators(dataset: Any) -> dict[str, NDArray[np.float64]] | None:
-    """``c_SB`` and the radial profile of every map as stored; None without ``pixel_kpc``."""
-    from coolcore.evaluate.baselines import concentration
-    from coolcore.evaluate.profiles import radial_profile
-
-    maps = _stored_maps(dataset)
-    if maps is None:
-        return None
-    images, pix = maps
-    return {
-        "c_SB": np.asarray(concentration(images, pix), dtype=np.float64),
-        "profile": radial_profile(np.stack(images), pix),
-    }
-
-
 def _class_scores(predictions: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
     """Macro-F1 and accuracy of the class implied by the predicted cooling time."""
     from coolcore.evaluate.metrics import compute_metrics
@@ -388,6 +346,7 @@ def regression_report(
     *,
     dataset: Any = None,
     folds: Sequence[tuple[ArrayLike, ArrayLike, ArrayLike]] | None = None,
+    validations: Sequence[pd.DataFrame] | None = None,
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -402,6 +361,11 @@ def regression_report(
     dataset, folds : optional
         The run's data set and folds: add the concentration baseline on the same
         maps (skipped when the catalogue has no ``pixel_kpc``).
+    validations : optional
+        Each fold model's validation predictions, in fold order: adds
+        ``network_scaled``, the network's sigmas times the fold's factor fitted on
+        them (:func:`coolcore.evaluate.calibration.sigma_scales`), the factors in
+        ``sigma_scale``.
     n_boot, seed
         Cluster-bootstrap replicates and seed.
 
@@ -409,7 +373,8 @@ def regression_report(
     -------
     dict
         ``target`` (what is regressed), ``network`` (:func:`regression_metrics`),
-        ``class_from_tcool`` (macro-F1, accuracy and confusion matrix of
+        ``network_scaled`` (with ``validations``), ``class_from_tcool``
+        (macro-F1, accuracy and confusion matrix of
         ``predicted_from_tcool``) and, where measured, ``concentration`` and
         ``profile`` (:func:`regression_metrics` of :func:`concentration_regression`
         and :func:`profile_regression`).
@@ -425,8 +390,19 @@ def regression_report(
         "network": regression_metrics(y, mu, sigma, cluster_id=clusters, **opts),
         "class_from_tcool": _class_scores(predictions, n_boot, seed),
     }
+    if validations is not None:
+        from coolcore.evaluate.calibration import sigma_scales
+
+        scales = sigma_scales(validations)
+        factor = np.asarray(scales)[predictions["fold"].to_numpy(int)]
+        out["network_scaled"] = {
+            "sigma_scale": scales,
+            **regression_metrics(y, mu, sigma * factor, cluster_id=clusters, **opts),
+        }
     found = None
     if dataset is not None and folds is not None and "t_cool_gyr" in dataset.catalog:
+        from coolcore.evaluate.profiles import dataset_indicators
+
         found = dataset_indicators(dataset)
     if found is not None:
         with np.errstate(divide="ignore", invalid="ignore"):

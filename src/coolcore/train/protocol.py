@@ -235,7 +235,7 @@ def _train_folds(
     run: RunFolder, dataset, folds, todo, cfg, *, hardware, progress, keep, quiet, tcool=None
 ) -> None:
     """Train the folds ``todo`` that are not done yet; write each one's results."""
-    from coolcore.evaluate.calibration import fit_temperature, probs_labels
+    from coolcore.evaluate.calibration import fit_temperature, probs_labels, sigma_scales
     from coolcore.train.fit import checkpoint_epoch, fit_fold, predictions_frame
     from coolcore.train.loaders import as_tensor_images
 
@@ -276,6 +276,8 @@ def _train_folds(
         info["seconds"] = round(time.perf_counter() - t0, 1)
         validation = predictions_frame(dataset.catalog, folds[k][1], val_probs, k)
         info["temperature"] = fit_temperature(*probs_labels(validation))
+        if "log10_tcool" in validation:
+            info["tcool_sigma_scale"] = sigma_scales([validation])[0]
         run.write_fold_result(
             k, info, predictions_frame(dataset.catalog, folds[k][2], probs, k), validation
         )
@@ -338,7 +340,8 @@ def finalise_cv(run: str | Path, n_folds: int, *, dataset=None, folds=None) -> d
 
     Where every fold kept its validation predictions, metrics.json gains a
     ``calibration`` block (:func:`coolcore.evaluate.calibration.calibration_report`:
-    ECE and NLL before and after temperature scaling) and ``reliability.png`` is drawn.
+    ECE and NLL before and after temperature scaling) and ``reliability.png`` is drawn,
+    and the ``regression`` block its ``network_scaled`` entry (sigmas scaled per fold).
 
     With the cooling-time head (``log10_tcool`` in the predictions) metrics.json
     gains a ``regression`` block (:func:`coolcore.evaluate.regression.regression_report`;
@@ -352,12 +355,15 @@ def finalise_cv(run: str | Path, n_folds: int, *, dataset=None, folds=None) -> d
     folder.write_predictions(preds)
     metrics = compute_metrics(preds)
     metrics["folds"] = {str(k): folder.read_fold_info(k) for k in range(n_folds)}
+    validations = [folder.read_fold_validation(k) for k in range(n_folds)]
+    kept = all(v is not None for v in validations)  # runs before they were kept have none
     if "log10_tcool" in preds:
         from coolcore.evaluate.regression import regression_report
 
-        metrics["regression"] = regression_report(preds, dataset=dataset, folds=folds)
-    validations = [folder.read_fold_validation(k) for k in range(n_folds)]
-    if all(v is not None for v in validations):  # runs before they were kept have none
+        metrics["regression"] = regression_report(
+            preds, dataset=dataset, folds=folds, validations=validations if kept else None
+        )
+    if kept:
         from coolcore.evaluate.calibration import calibration_report
         from coolcore.evaluate.plots import plot_reliability
 
