@@ -14,6 +14,8 @@
 #        the default sample with one brightness scale for all maps (preprocess.scaling=
 #        dataset: the log range of the whole data set instead of each map's own; the
 #        baseline network only, about 20 minutes per seed)
+#   SAMPLES=xmm-dataset bash benchmarks/recipe_seeds.sh
+#        the same on the XMM-Newton mocks (one scale for their surface luminosity)
 # then: python benchmarks/seed_table.py results/recipe-cpu/default-s* (and xmm-s*)
 set -eu
 cd "$(dirname "$0")/.."
@@ -35,8 +37,8 @@ sim() {  # NAME [--instrument X]
 }
 ablation() {  # SAMPLE SEED
   local name=$1-s$2 data=$1 extra=() methods=all
-  if [ "$1" = default-dataset ]; then   # the best network's seeds only: baseline
-    data=default; extra=(--set preprocess.scaling=dataset); methods=baseline
+  if [ "${1%-dataset}" != "$1" ]; then   # one brightness scale: the baseline network only
+    data=${1%-dataset}; extra=(--set preprocess.scaling=dataset); methods=baseline
   fi
   [ -d "$OUT/$name" ] && return 0   # finished (an unfinished run is $name.partial)
   local resume=""; [ -d "$OUT/$name.partial" ] && resume="--resume"

@@ -9,6 +9,8 @@
 #   SEED=1 bash benchmarks/regression_default.sh 0.2       (another training seed: ...-s1)
 #   SCALING=dataset bash benchmarks/regression_default.sh  (one brightness scale for all
 #        maps, preprocess.scaling=dataset: regression-dataset-w0.2)
+#   SAMPLE=xmm SCALING=dataset bash benchmarks/regression_default.sh   (the XMM-Newton
+#        mocks of benchmarks/recipe_seeds.sh: regression-xmm-dataset-w0.2)
 set -eu
 cd "$(dirname "$0")/.."
 CC=${CC:-.venv/bin/coolcore}
@@ -19,13 +21,15 @@ RECIPE=(--set train.epochs=16 --set train.schedule=cosine --set train.warmup_epo
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 SEED=${SEED:-0}
 SCALING=${SCALING:-image}
-label=default; [ "$SCALING" = dataset ] && label=dataset
+SAMPLE=${SAMPLE:-default}
+label=$SAMPLE; [ "$SCALING" = dataset ] && label=$SAMPLE-dataset
+[ "$label" = default-dataset ] && label=dataset   # the names of the first runs
 for w in "${@:-0.2}"; do
   name=regression-$label-w$w; [ "$SEED" != 0 ] && name=$name-s$SEED
   [ -d "$OUT/$name" ] && continue
   resume=""; [ -d "$OUT/$name.partial" ] && resume="--resume"
   log "cv $name"
-  $CC cv "$DATA/default" --config cpu "${RECIPE[@]}" --variant all --seed "$SEED" \
+  $CC cv "$DATA/$SAMPLE" --config cpu "${RECIPE[@]}" --variant all --seed "$SEED" \
     --set preprocess.scaling="$SCALING" --set model.regression=true \
     --set "loss.regression_weight=$w" --out "$OUT/$name" --no-progress $resume
   find "$OUT/$name" -name '*.ckpt' -delete   # run folders are committed without checkpoints

@@ -51,6 +51,8 @@ SAMPLES: dict[str, str] = {
     "xmm": "XMM-Newton mock observations of the same clusters",
     "default-dataset": "the default maps with one brightness scale for all "
     "(`preprocess.scaling=dataset`), the baseline network",
+    "xmm-dataset": "the XMM-Newton mocks with one brightness scale for all (their surface "
+    "luminosity, rate per kpc² × 4πD_L², `preprocess.scaling=dataset`), the baseline network",
 }
 """The samples of ``benchmarks/recipe_seeds.sh`` in table order, with what they are."""
 PROFILE = "profile (fit)"
