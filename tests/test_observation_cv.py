@@ -84,9 +84,9 @@ def test_profile_baseline_on_observations_is_put_on_one_distance_scale(mock_run)
     fields = np.stack([observation_field(it, field_kpc=1000.0, grid=64).image for it in items])
     plain = radial_profile(fields, 1000.0 / 64)
     z = dataset.catalog["redshift"].to_numpy(dtype=float)
-    d_cm = Planck18.luminosity_distance(z).to_value(u.cm)
+    d_mpc = Planck18.luminosity_distance(z).to_value(u.Mpc)
     np.testing.assert_allclose(
-        features["profile"], plain + np.log10(4 * np.pi * d_cm**2)[:, None], rtol=1e-10
+        features["profile"], plain + np.log10(4 * np.pi * d_mpc**2)[:, None], rtol=1e-10
     )
     assert len(np.unique(z)) > 1  # the correction differs between the clusters
 

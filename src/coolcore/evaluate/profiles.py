@@ -13,11 +13,12 @@ annulus mean equals photutils' ``RadialProfile(method="center")``.
   takes the value of the nearest annulus that has pixels.
 * A mean <= 0 (background-subtracted noise) is floored at a tenth of the map's
   smallest positive annulus mean before the log.
-* ``distance_cm``: observations are count rates, which fall as ``1 / D_L^2``;
-  ``log10(4 pi D_L^2)`` is added to every annulus so that clusters at different
-  redshifts are on one scale (luminosity per kpc^2 up to the instrument's response
-  and the K-correction, which are the same for one instrument and similar
-  temperatures).  Emissivity maps need no correction.
+* Observations are count rates, which fall as ``1 / D_L^2``: the ablation measures
+  their profile on the surface luminosity, the rate times ``4 pi D_L^2`` in Mpc^2
+  (:func:`coolcore.data.brightness.sphere_area_mpc2`, the scale data-set scaling
+  uses), so that clusters at different redshifts are on one scale (luminosity per
+  kpc^2 up to the instrument's response and the K-correction, which are the same for
+  one instrument and similar temperatures).  Emissivity maps need no correction.
 
 :class:`ProfileClassifier` is a standardised multinomial logistic regression
 (scikit-learn; ``class_weight="balanced"``, ``C = 1``) on those 12 numbers,
@@ -54,7 +55,6 @@ def radial_profile(
     pixel_kpc: ArrayLike,
     *,
     edges_kpc: ArrayLike = PROFILE_EDGES_KPC,
-    distance_cm: ArrayLike | None = None,
     center="peak",
 ) -> NDArray[np.float64]:
     """``log10`` mean surface brightness per kpc^2 in annuli, shape ``(N, len(edges) - 1)``.
@@ -67,8 +67,6 @@ def radial_profile(
         Pixel side in kpc.
     edges_kpc : array
         Increasing annulus edges in kpc (default :data:`PROFILE_EDGES_KPC`).
-    distance_cm : array (N,), optional
-        Luminosity distances: ``log10(4 pi D_L^2)`` is added (see the module docstring).
     center : "peak", "image" or (row, col) per image
         As :func:`coolcore.evaluate.baselines.find_centers`.
     """
@@ -95,11 +93,6 @@ def radial_profile(
         positive = row[row > 0]
         floor = positive.min() / 10.0 if positive.size else 1e-30
         out[i] = np.log10(np.maximum(row, floor))
-    if distance_cm is not None:
-        d = np.asarray(distance_cm, dtype=np.float64).reshape(-1)
-        if d.shape != (n,) or not np.all(d > 0):
-            raise UsageError(f"distance_cm: need {n} positive distances")
-        out += np.log10(4.0 * np.pi * d**2)[:, None]
     return out[0] if single else out
 
 

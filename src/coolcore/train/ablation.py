@@ -143,6 +143,7 @@ def concentration_features(catalog: pd.DataFrame, cfg) -> dict[str, np.ndarray] 
     filled, at ``cfg.field_kpc / cfg.crop`` kpc per pixel.  None (with a notice)
     where they cannot be measured.
     """
+    from coolcore.data.brightness import sphere_area_mpc2
     from coolcore.data.images import read_image
     from coolcore.data.inputs import catalog_inputs, observation_field
     from coolcore.evaluate.baselines import concentration, scaled_concentration
@@ -164,17 +165,16 @@ def concentration_features(catalog: pd.DataFrame, cfg) -> dict[str, np.ndarray] 
     else:
         raw = np.stack([read_image(p) for p in catalog["path"]])
         pix = catalog["pixel_kpc"].to_numpy(dtype=float)
-    distance = None
+    luminous = raw
     if any(observed):  # count rates fall as 1 / D_L^2: the profile is put on one scale
-        from coolcore.sim.observe import luminosity_distance_cm
-
         if None in redshifts:
             say("profile baseline: a map without redshift; count rates left at their distances")
-        else:
-            distance = np.array([luminosity_distance_cm(z) for z in redshifts])
+        else:  # the profile of the surface luminosity (rate per kpc^2 x 4 pi D_L^2 / Mpc^2)
+            area = [sphere_area_mpc2(f.redshift, f.cosmology, f.name) for f in fields]
+            luminous = raw * np.asarray(area)[:, None, None]
     features = {
         "c_SB": concentration(raw, pix),
-        "profile": radial_profile(raw, pix, distance_cm=distance),
+        "profile": radial_profile(luminous, pix),
     }
     if "r500_kpc" in catalog:
         r500 = catalog["r500_kpc"].to_numpy(dtype=float)
