@@ -25,7 +25,7 @@ from pathlib import Path
 
 from coolcore.errors import UsageError
 from coolcore.evaluate.plots import plot_ablation
-from coolcore.evaluate.regression import regression_report
+from coolcore.evaluate.tcool_report import baseline_regressions, regression_report
 from coolcore.evaluate.tables import ablation_summary
 from coolcore.runs.folder import RunFolder
 from coolcore.train.ablation import concentration_predictions
@@ -58,17 +58,22 @@ def add_regression_baselines(data: Path, run: Path) -> list[str]:
     dataset, folds = same_data_and_folds(data, folder, record)
     validations = [folder.read_fold_validation(k) for k in range(len(folds))]
     kept = all(v is not None for v in validations)
+    predictions = folder.read_predictions()
+    baselines = baseline_regressions(predictions, dataset, folds)
     new = regression_report(
-        folder.read_predictions(), dataset=dataset, folds=folds,
-        validations=validations if kept else None,
-    )  # fmt: skip
+        predictions, baselines=baselines, validations=validations if kept else None
+    )
     for key in old:
         if new.get(key) != old[key]:
             raise UsageError(f"{run}: its {key!r} block recomputes differently; not touched")
     added = [key for key in new if key not in old]
+    if baselines is not None and folder.read_regression_baselines() is None:
+        added.append("regression_baselines.csv")
     if added:
         with folder.lock():
             folder.write_metrics({**metrics, "regression": new})
+            if baselines is not None:
+                folder.write_regression_baselines(baselines)
     return added
 
 

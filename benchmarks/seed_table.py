@@ -23,6 +23,14 @@ K, made by ``benchmarks/recipe_seeds.sh``), with every finished seed:
    maps), and a reliability diagram of the first seed's best network
    (``reliability-SAMPLE.png``).
 
+Then, for each cooling-time run of ``benchmarks/regression_default.sh`` with at least
+three training seeds (``NAME``, ``NAME-s1``, ...): the scatter of log10 t_cool and the
+coverage of the 68% and 95% intervals (sigma as trained, and scaled per fold on the
+validation maps), mean ± std over the seeds with intervals over clusters and seeds,
+beside the ridge regression on the profile and the line on c_SB (the run's
+``regression_baselines.csv``), the scatter's difference paired on the same clusters
+(:func:`coolcore.evaluate.tcool_report.seeded_regression`).
+
 The numbers come from :func:`coolcore.evaluate.compare.compare_methods` (two-level
 bootstrap, 1000 replicates, seed 0) and
 :func:`coolcore.evaluate.calibration.calibration_report`;
@@ -37,12 +45,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from coolcore import CLASS_NAMES
 from coolcore.apps.comparison import collect_methods
 from coolcore.evaluate.calibration import calibration_report
 from coolcore.evaluate.compare import compare_methods, comparison_markdown
 from coolcore.evaluate.plots import plot_reliability
+from coolcore.evaluate.tcool_report import seeded_regression
 from coolcore.runs.folder import RunFolder
 
 REFERENCE = "c_SB (fit)"
@@ -65,7 +75,7 @@ def seed_runs(root: Path) -> dict[str, dict[int, Path]]:
     out: dict[str, dict[int, Path]] = {}
     for path in sorted(root.iterdir()):
         m = re.fullmatch(r"(.+)-s(\d+)", path.name)
-        if m and path.is_dir() and (path / "run.json").is_file():
+        if m and path.is_dir() and RunFolder(path).kind() == "ablation":
             out.setdefault(m.group(1), {})[int(m.group(2))] = path
     order = {name: k for k, name in enumerate(SAMPLES)}
     return dict(sorted(out.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
@@ -207,6 +217,90 @@ def sample_section(sample: str, runs: dict[int, Path], root: Path) -> str:
     return "\n".join(out)
 
 
+REGRESSION_RUNS: dict[str, str] = {
+    "regression-default-w0.2": "`all` with the cooling-time head (`loss.regression_weight=0.2`) "
+    "on the default sample, each map scaled on its own",
+    "regression-dataset-w0.2": "`all` with the cooling-time head (`loss.regression_weight=0.2`) "
+    "on the default sample with one brightness scale for all maps",
+}
+"""The cv runs of ``benchmarks/regression_default.sh`` in table order, with what they are."""
+MIN_SEEDS = 3  # a network row of the README's tables is at least three training seeds
+
+
+def regression_runs(root: Path) -> dict[str, dict[int, Path]]:
+    """``{name: {seed: cv run}}`` of the finished cooling-time runs under ``root``
+    (``NAME`` is seed 0, ``NAME-sK`` seed K)."""
+    out: dict[str, dict[int, Path]] = {}
+    for path in sorted(root.glob("regression-*")):
+        folder = RunFolder(path)
+        if path.is_dir() and folder.kind() == "cv" and (path / "metrics.json").is_file():
+            m = re.fullmatch(r"(.+?)(?:-s(\d+))?", path.name)
+            seed = int(folder.read_record()["config"]["train"]["seed"])
+            if seed != int(m.group(2) or 0):
+                raise ValueError(f"{path}: its name says seed {m.group(2) or 0}, its config {seed}")
+            out.setdefault(m.group(1), {})[seed] = path
+    order = {name: k for k, name in enumerate(REGRESSION_RUNS)}
+    return dict(sorted(out.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0])))
+
+
+def _scaled(path: Path) -> pd.DataFrame:
+    """A cv run's predictions with each fold's sigma times its factor (network_scaled)."""
+    folder = RunFolder(path)
+    frame = folder.read_predictions()
+    scales = folder.read_metrics()["regression"]["network_scaled"]["sigma_scale"]
+    factor = np.asarray(scales)[frame["fold"].to_numpy(int)]
+    return frame.assign(log10_tcool_sigma=frame["log10_tcool_sigma"] * factor)
+
+
+def regression_section(name: str, runs: dict[int, Path]) -> str:
+    """The cooling-time table of one run's seeds (:func:`seeded_regression`)."""
+    paths = [runs[k] for k in sorted(runs)]
+    baselines = RunFolder(paths[0]).read_regression_baselines()
+    raw = seeded_regression([RunFolder(p).read_predictions() for p in paths], baselines)
+    scaled = seeded_regression([_scaled(p) for p in paths])["network"]
+    head = (
+        "| estimate | seeds | scatter (dex) | 95% CI (clusters, seeds) | Δ scatter vs "
+        "profile ridge [95% CI] | MAD (dex) | 68% interval covers | 95% interval covers |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+
+    def pm(block, key, scale=1.0, digits=3):
+        text = f"{scale * block[key]:.{digits}f}"
+        return text + (f" ± {scale * block[key + '_std']:.{digits}f}" if block["seeds"] > 1 else "")
+
+    def cells(label, block, delta, mad):
+        low, high = block["scatter_dex_ci"]
+        return (
+            f"| {label} | {block['seeds']} | {pm(block, 'scatter_dex')} | [{low:.3f}, {high:.3f}] "
+            f"| {delta} | {mad} | {pm(block, 'coverage_68', 100, 1)}% "
+            f"| {pm(block, 'coverage_95', 100, 1)}% |"
+        )
+
+    net = raw["network"]
+    delta = "–"
+    if "profile" in raw:
+        low, high = net["delta_scatter_vs_profile_ci"]
+        delta = f"{net['delta_scatter_vs_profile']:+.3f} [{low:+.3f}, {high:+.3f}]"
+    lines.append(cells("network, sigma as trained", net, delta, f"{net['mad_dex']:.3f}"))
+    lines.append(cells("network, sigma scaled per fold", scaled, delta, f"{net['mad_dex']:.3f}"))
+    for key, label in (("profile", "profile ridge"), ("concentration", "concentration line")):
+        if key in raw:
+            lines.append(cells(label, raw[key], "–", "–"))
+    seeds = ", ".join(map(str, sorted(runs)))
+    what = REGRESSION_RUNS.get(name, name)
+    return "\n".join([
+        f"### cooling time: {name} (training seeds {seeds})",
+        "",
+        f"{what[0].upper()}{what[1:]}: log10 t_cool of each map with a Gaussian sigma, "
+        "beside a ridge regression on the 12-annulus profile and a line on log10 c_SB "
+        "fitted on the same training folds; Δ is paired on the same clusters (negative: "
+        "the network is tighter).",
+        "",
+        *lines,
+        "",
+    ])  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", type=Path, help="folder of SAMPLE-sK ablation runs")
@@ -222,7 +316,16 @@ def main(argv: list[str] | None = None) -> int:
     if not samples:
         print(f"seed_table.py: {args.root}: no finished SAMPLE-sK ablation runs", file=sys.stderr)
         return 2
-    text = "\n".join(sample_section(s, runs, args.root) for s, runs in samples.items())
+    sections = [sample_section(s, runs, args.root) for s, runs in samples.items()]
+    for name, runs in regression_runs(args.root).items():
+        if len(runs) >= MIN_SEEDS:
+            sections.append(regression_section(name, runs))
+        else:
+            print(
+                f"seed_table.py: {name}: {len(runs)} seed(s), tabulated from {MIN_SEEDS}",
+                file=sys.stderr,
+            )
+    text = "\n".join(sections)
     print(text)
     if args.out:
         args.out.write_text(text)

@@ -199,8 +199,22 @@ def _seed_runs() -> dict[str, list[Path]]:
     """``{sample: [SAMPLE-sK folders]}`` of the committed seeded ablations."""
     out: dict[str, list[Path]] = {}
     for path in sorted(SEEDED.glob("*-s[0-9]*")):
-        if (path / "run.json").is_file():
+        if (path / "run.json").is_file() and _kind(path) == "ablation":
             out.setdefault(path.name.rsplit("-s", 1)[0], []).append(path)
+    return out
+
+
+def _kind(path: Path) -> str:
+    return json.loads((path / "run.json").read_text())["kind"]
+
+
+def _regression_seeds() -> dict[str, list[Path]]:
+    """Cooling-time cv runs by name: ``NAME`` (seed 0) and ``NAME-sK``."""
+    out: dict[str, list[Path]] = {}
+    for path in sorted(SEEDED.glob("regression-*")):
+        if (path / "run.json").is_file() and _kind(path) == "cv":
+            name = path.name.rsplit("-s", 1)[0] if "-s" in path.name[-4:] else path.name
+            out.setdefault(name, []).append(path)
     return out
 
 
@@ -412,3 +426,55 @@ def test_profile_diagnostic_agrees_with_the_seeded_table(sample):
             assert diag[method][:4] == seeded[method][:4], method
     shape = diag["profile shape"]
     assert f"{shape[2]} {shape[3]}" in (ROOT / "README.md").read_text()
+
+
+def test_cooling_time_seed_tables_recomputed():
+    """The README's cooling-time tables (benchmarks/seed_table.py, names with three seeds
+    or more): scatter and scaled coverage per seed with NumPy, each fold's sigma factor
+    from its validation maps, and a two-level bootstrap written here."""
+    from scipy.stats import norm
+
+    readme = (ROOT / "README.md").read_text()
+    groups = {k: v for k, v in _regression_seeds().items() if len(v) >= 3}
+    assert ("### cooling time:" in readme) == bool(groups)
+    for name, runs in groups.items():
+        section = readme.split(f"### cooling time: {name} ")[1].split("### ")[0]
+        rows = _md_rows(section, "estimate")
+        base = _read(runs[0] / "regression_baselines.csv")
+        scatter, coverage, frames = [], [], []
+        for run in runs:
+            preds = _read(run / "predictions.csv")
+            factor = np.empty(len(preds))
+            for k in range(5):
+                val = pd.read_csv(run / f"fold_{k:02d}" / "val_predictions.csv")
+                zv = (np.log10(val["t_cool_gyr"]) - val["log10_tcool"]) / val["log10_tcool_sigma"]
+                factor[(preds["fold"] == k).to_numpy()] = np.sqrt(np.mean(zv**2))
+            r = (np.log10(preds["t_cool_gyr"]) - preds["log10_tcool"]).to_numpy()
+            scatter.append(np.std(r, ddof=1))
+            z = np.abs(r) / (preds["log10_tcool_sigma"].to_numpy() * factor)
+            coverage.append(np.mean(z <= norm.ppf(0.84)))
+            frames.append(r)
+        cells = rows["network, sigma scaled per fold"]
+        assert cells[1] == str(len(runs))
+        assert cells[2] == f"{np.mean(scatter):.3f} ± {np.std(scatter, ddof=1):.3f}"
+        cov = f"{100 * np.mean(coverage):.1f} ± {100 * np.std(coverage, ddof=1):.1f}%"
+        assert cells[6] == cov
+        first = _read(runs[0] / "predictions.csv")
+        assert (first["image_id"].to_numpy() == base["image_id"].to_numpy()).all()
+        clusters = first["cluster_id"].to_numpy()
+        prof = np.log10(first["t_cool_gyr"]).to_numpy() - base["profile_mu"].to_numpy()
+        ids, inverse = np.unique(clusters, return_inverse=True)
+        members = [np.flatnonzero(inverse == c) for c in range(len(ids))]
+        rng = np.random.default_rng(777)
+        reps, diffs = np.empty(1000), np.empty(1000)
+        for b in range(1000):
+            rows_b = np.concatenate([members[c] for c in rng.integers(0, len(ids), len(ids))])
+            drawn = rng.integers(0, len(runs), len(runs))
+            reps[b] = np.mean([np.std(frames[d][rows_b], ddof=1) for d in drawn])
+            diffs[b] = reps[b] - np.std(prof[rows_b], ddof=1)
+        low, high = (float(v) for v in cells[3].strip("[]").split(", "))
+        np.testing.assert_allclose([low, high], np.quantile(reps, [0.025, 0.975]), atol=0.006)
+        d_low, d_high = (float(v) for v in cells[4].split("[")[1].strip("]").split(", "))
+        np.testing.assert_allclose([d_low, d_high], np.quantile(diffs, [0.025, 0.975]), atol=0.006)
+        profile_row = rows["profile ridge"]
+        assert profile_row[2] == f"{np.std(prof, ddof=1):.3f}"

@@ -18,7 +18,8 @@ The head (``model.regression``, :mod:`coolcore.nn.model`) predicts a Gaussian
 * :func:`profile_regression`: the stronger baseline, a ridge regression of ``y``
   on the 12-annulus surface-brightness profile
   (:func:`coolcore.evaluate.profiles.radial_profile`), fitted the same way;
-* :func:`regression_report`: the ``regression`` block of a run's metrics.
+* the ``regression`` block of a run's metrics and the seeds' summary:
+  :mod:`coolcore.evaluate.tcool_report`.
 
 Residuals are ``y - mu`` (positive: the network predicts too short a time).
 """
@@ -43,7 +44,6 @@ __all__ = [
     "mixture_moments",
     "profile_regression",
     "regression_metrics",
-    "regression_report",
     "z_of",
 ]
 
@@ -323,102 +323,3 @@ def profile_regression(
         mu[test] = model.predict(x[test])
         sigma[test] = np.sqrt(np.sum(residual**2) / (train.size - k_features - 1))
     return mu, sigma
-
-
-def _class_scores(predictions: pd.DataFrame, n_boot: int, seed: int) -> dict[str, Any]:
-    """Macro-F1 and accuracy of the class implied by the predicted cooling time."""
-    from coolcore.evaluate.metrics import compute_metrics
-
-    ok = predictions["predicted_from_tcool"].isin(CLASS_NAMES) & predictions["label"].isin(
-        CLASS_NAMES
-    )
-    if not ok.any():
-        return {}
-    table = predictions.loc[ok, ["image_id", "cluster_id", "label"]].copy()
-    table["predicted"] = predictions.loc[ok, "predicted_from_tcool"].to_numpy()
-    m = compute_metrics(table, n_boot=n_boot, seed=seed)
-    keys = ("macro_f1", "macro_f1_ci", "accuracy", "accuracy_ci", "confusion_matrix")
-    return {key: m[key] for key in keys}
-
-
-def regression_report(
-    predictions: pd.DataFrame,
-    *,
-    dataset: Any = None,
-    folds: Sequence[tuple[ArrayLike, ArrayLike, ArrayLike]] | None = None,
-    validations: Sequence[pd.DataFrame] | None = None,
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> dict[str, Any]:
-    """The ``regression`` block of a cv run's ``metrics.json``.
-
-    Parameters
-    ----------
-    predictions : pandas.DataFrame
-        The run's predictions (every map predicted by its fold's network), with
-        ``log10_tcool``, ``log10_tcool_sigma``, ``t_cool_gyr``, ``cluster_id``,
-        ``label`` and ``predicted_from_tcool`` (:func:`coolcore.train.fit.predictions_frame`).
-    dataset, folds : optional
-        The run's data set and folds: add the concentration baseline on the same
-        maps (skipped when the catalogue has no ``pixel_kpc``).
-    validations : optional
-        Each fold model's validation predictions, in fold order: adds
-        ``network_scaled``, the network's sigmas times the fold's factor fitted on
-        them (:func:`coolcore.evaluate.calibration.sigma_scales`), the factors in
-        ``sigma_scale``.
-    n_boot, seed
-        Cluster-bootstrap replicates and seed.
-
-    Returns
-    -------
-    dict
-        ``target`` (what is regressed), ``network`` (:func:`regression_metrics`),
-        ``network_scaled`` (with ``validations``), ``class_from_tcool``
-        (macro-F1, accuracy and confusion matrix of
-        ``predicted_from_tcool``) and, where measured, ``concentration`` and
-        ``profile`` (:func:`regression_metrics` of :func:`concentration_regression`
-        and :func:`profile_regression`).
-    """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        y = np.log10(pd.to_numeric(predictions["t_cool_gyr"], errors="coerce").to_numpy(float))
-    clusters = predictions["cluster_id"].astype(str).to_numpy()
-    opts = {"n_boot": n_boot, "seed": seed}
-    mu = predictions["log10_tcool"].to_numpy(float)
-    sigma = predictions["log10_tcool_sigma"].to_numpy(float)
-    out: dict[str, Any] = {
-        "target": "log10(t_cool / Gyr)",
-        "network": regression_metrics(y, mu, sigma, cluster_id=clusters, **opts),
-        "class_from_tcool": _class_scores(predictions, n_boot, seed),
-    }
-    if validations is not None:
-        from coolcore.evaluate.calibration import sigma_scales
-
-        scales = sigma_scales(validations)
-        factor = np.asarray(scales)[predictions["fold"].to_numpy(int)]
-        out["network_scaled"] = {
-            "sigma_scale": scales,
-            **regression_metrics(y, mu, sigma * factor, cluster_id=clusters, **opts),
-        }
-    found = None
-    if dataset is not None and folds is not None and "t_cool_gyr" in dataset.catalog:
-        from coolcore.evaluate.profiles import dataset_indicators
-
-        found = dataset_indicators(dataset)
-    if found is not None:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            y_all = np.log10(pd.to_numeric(dataset.catalog["t_cool_gyr"]).to_numpy(float))
-        ids = pd.Series(np.arange(len(y_all)), index=np.asarray(dataset.image_ids).astype(str))
-        rows = ids.loc[predictions["image_id"].astype(str)].to_numpy()
-        baselines = (
-            ("concentration", concentration_regression(y_all, found["c_SB"], folds),
-             "log10 t_cool = a + b log10 c_SB, least squares on each fold's training folds"),
-            ("profile", profile_regression(y_all, found["profile"], folds),
-             "log10 t_cool = ridge regression (alpha 1, standardised) on the 12-annulus "
-             "log surface-brightness profile, on each fold's training folds"),
-        )  # fmt: skip
-        for key, (mu_b, sigma_b), fit in baselines:
-            out[key] = {
-                "fit": fit,
-                **regression_metrics(y, mu_b[rows], sigma_b[rows], cluster_id=clusters, **opts),
-            }
-    return out

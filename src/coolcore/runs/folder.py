@@ -8,6 +8,8 @@ A cv run folder holds::
     fold_XX/          fold.json, predictions.csv, val_predictions.csv, checkpoints/,
                       metrics.csv (the log)
     predictions.csv   every test image once (the folds' merged)
+    regression_baselines.csv   with the cooling-time head: the astronomers' estimates
+                      of log10 t_cool on the same maps (row for row)
     metrics.json      metrics of the union of the test folds
     history.csv, confusion_matrix.png, learning_curves.png
 
@@ -50,6 +52,7 @@ PARTIAL_SUFFIX = ".partial"
 RECORD_FILE = "run.json"
 PREDICTIONS_FILE = "predictions.csv"
 VAL_PREDICTIONS_FILE = "val_predictions.csv"
+REGRESSION_BASELINES_FILE = "regression_baselines.csv"
 _IDS = {"image_id": str, "cluster_id": str}
 
 
@@ -251,6 +254,14 @@ class RunFolder:
 
     def read_predictions(self) -> pd.DataFrame:
         return read_predictions(self.predictions_path)
+
+    def write_regression_baselines(self, frame: pd.DataFrame) -> None:
+        atomic_write_csv(self.path / REGRESSION_BASELINES_FILE, frame)
+
+    def read_regression_baselines(self) -> pd.DataFrame | None:
+        """The run's ``regression_baselines.csv``; None where it has none."""
+        path = self.path / REGRESSION_BASELINES_FILE
+        return pd.read_csv(path, dtype={"image_id": str}) if path.is_file() else None
 
     def write_metrics(self, metrics: dict) -> None:
         atomic_write_json(self.metrics_path, metrics)

@@ -344,8 +344,9 @@ def finalise_cv(run: str | Path, n_folds: int, *, dataset=None, folds=None) -> d
     and the ``regression`` block its ``network_scaled`` entry (sigmas scaled per fold).
 
     With the cooling-time head (``log10_tcool`` in the predictions) metrics.json
-    gains a ``regression`` block (:func:`coolcore.evaluate.regression.regression_report`;
-    its concentration baseline needs the run's ``dataset`` and ``folds``).
+    gains a ``regression`` block (:func:`coolcore.evaluate.tcool_report.regression_report`;
+    its baselines need the run's ``dataset`` and ``folds``, and are kept row for row in
+    ``regression_baselines.csv``).
     """
     from coolcore.evaluate.metrics import compute_metrics
     from coolcore.evaluate.plots import plot_confusion_matrix, plot_learning_curves
@@ -358,10 +359,15 @@ def finalise_cv(run: str | Path, n_folds: int, *, dataset=None, folds=None) -> d
     validations = [folder.read_fold_validation(k) for k in range(n_folds)]
     kept = all(v is not None for v in validations)  # runs before they were kept have none
     if "log10_tcool" in preds:
-        from coolcore.evaluate.regression import regression_report
+        from coolcore.evaluate.tcool_report import baseline_regressions, regression_report
 
+        baselines = None
+        if dataset is not None and folds is not None:
+            baselines = baseline_regressions(preds, dataset, folds)
+        if baselines is not None:
+            folder.write_regression_baselines(baselines)
         metrics["regression"] = regression_report(
-            preds, dataset=dataset, folds=folds, validations=validations if kept else None
+            preds, baselines=baselines, validations=validations if kept else None
         )
     if kept:
         from coolcore.evaluate.calibration import calibration_report
