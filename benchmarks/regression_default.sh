@@ -11,6 +11,7 @@
 #        maps, preprocess.scaling=dataset: regression-dataset-w0.2)
 #   SAMPLE=xmm SCALING=dataset bash benchmarks/regression_default.sh   (the XMM-Newton
 #        mocks of benchmarks/recipe_seeds.sh: regression-xmm-dataset-w0.2)
+#   KEEP_CHECKPOINTS=1 ...   keeps the fold models, for `coolcore export`
 set -eu
 cd "$(dirname "$0")/.."
 CC=${CC:-.venv/bin/coolcore}
@@ -32,6 +33,7 @@ for w in "${@:-0.2}"; do
   $CC cv "$DATA/$SAMPLE" --config cpu "${RECIPE[@]}" --variant all --seed "$SEED" \
     --set preprocess.scaling="$SCALING" --set model.regression=true \
     --set "loss.regression_weight=$w" --out "$OUT/$name" --no-progress $resume
-  find "$OUT/$name" -name '*.ckpt' -delete   # run folders are committed without checkpoints
+  # run folders are committed without checkpoints (KEEP_CHECKPOINTS=1 keeps them to export)
+  [ "${KEEP_CHECKPOINTS:-0}" = 1 ] || find "$OUT/$name" -name '*.ckpt' -delete
 done
 log "done"
