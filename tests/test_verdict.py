@@ -53,6 +53,13 @@ def test_cooling_time_verdict():
     )
     assert tie.endswith("cannot tell them apart.")
     assert cooling_time_verdict("all", {}) is None
+    scaled = {**_block(0.3, [0.2, 0.4]), "coverage_68": 0.684, "coverage_95": 0.941}
+    text = cooling_time_verdict(
+        "all",
+        {"network": _block(0.3, [0.2, 0.4]), "network_scaled": scaled,
+         "concentration": _block(0.3, [0.25, 0.35])},
+    )  # fmt: skip
+    assert "cover 70%/95% of the maps (68%/94% with each fold's sigma scaled" in text
 
 
 def test_verdicts_against_the_profile_baselines():

@@ -69,11 +69,18 @@ def cooling_time_verdict(
     net, other = regression.get("network"), regression.get(baseline)
     if not net or not other:
         return None
+    scaled = regression.get("network_scaled")
+    rescaled = (
+        f" ({100 * scaled['coverage_68']:.0f}%/{100 * scaled['coverage_95']:.0f}% with each "
+        "fold's sigma scaled on its validation maps)"
+        if scaled
+        else ""
+    )
     text = (
         f"Cooling time (`{method}`, log10 t_cool): network scatter {net['scatter_dex']:.2f} dex "
         f"[{net['scatter_dex_ci'][0]:.2f}, {net['scatter_dex_ci'][1]:.2f}], its 68%/95% "
         f"intervals cover {100 * net['coverage_68']:.0f}%/{100 * net['coverage_95']:.0f}% "
-        f"of the maps; {baseline} fit {other['scatter_dex']:.2f} dex "
+        f"of the maps{rescaled}; {baseline} fit {other['scatter_dex']:.2f} dex "
         f"[{other['scatter_dex_ci'][0]:.2f}, {other['scatter_dex_ci'][1]:.2f}], "
         f"{100 * other['coverage_68']:.0f}%/{100 * other['coverage_95']:.0f}%: "
     )
