@@ -25,8 +25,8 @@ from pathlib import Path
 
 from coolcore.errors import UsageError
 from coolcore.evaluate.plots import plot_ablation
-from coolcore.evaluate.tcool_report import baseline_regressions, regression_report
 from coolcore.evaluate.tables import ablation_summary
+from coolcore.evaluate.tcool_report import baseline_regressions, regression_report
 from coolcore.runs.folder import RunFolder
 from coolcore.train.ablation import concentration_predictions
 from coolcore.train.protocol import folds_frame, load_data, make_folds

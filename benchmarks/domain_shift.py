@@ -15,7 +15,7 @@ seed than the training sample, so that no cluster is in both.  Beside each netwo
 the surface-brightness concentration c_SB with two thresholds fitted on the whole
 training sample (the same fit a user would make on that training set) classifies
 the same test maps, measured on the same field the network sees
-(:func:`coolcore.train.ablation.concentration_features`).
+(:func:`coolcore.evaluate.indicators.dataset_features`).
 
 Writes ``OUT/domain_shift.csv`` (one row per training kind x test kind x method:
 macro-F1, its 95% cluster-bootstrap interval, balanced accuracy, n maps),
@@ -99,14 +99,14 @@ def evaluate(
     from coolcore.apps.inference import load_model
     from coolcore.data.catalog import read_catalog, resolve_data
     from coolcore.evaluate.baselines import ConcentrationClassifier
-    from coolcore.train.ablation import concentration_features
+    from coolcore.evaluate.indicators import dataset_features
 
     rows, predictions = [], {}
     for tname, run in train.items():
         cfg = _preprocess(run)
         record = json.loads((run / "run.json").read_text())
         train_cat = read_catalog(resolve_data(record["data"]))
-        c_train = concentration_features(train_cat, cfg)
+        c_train = dataset_features(train_cat, cfg)
         clf = ConcentrationClassifier(indicator="c_sb", thresholds="fit")
         clf.fit(c_train["c_SB"], train_cat["y"].to_numpy())
         with tempfile.TemporaryDirectory(prefix="coolcore-shift-") as tmp:
@@ -135,7 +135,7 @@ def evaluate(
                         **net,
                     }
                 )
-                c_test = concentration_features(cat, cfg)
+                c_test = dataset_features(cat, cfg)
                 pred = np.asarray(clf.predict(c_test["c_SB"]), dtype=object)
                 c_table = _table(cat, pred, None)
                 predictions[f"{tname}__{sname}__c_SB"] = c_table

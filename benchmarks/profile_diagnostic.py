@@ -32,9 +32,9 @@ from coolcore import CLASS_NAMES
 from coolcore.apps.comparison import collect_methods
 from coolcore.errors import CoolcoreError
 from coolcore.evaluate.compare import compare_methods, comparison_markdown
+from coolcore.evaluate.indicators import dataset_features
 from coolcore.evaluate.profiles import PROFILE_EDGES_KPC, ProfileClassifier
 from coolcore.runs.folder import RunFolder
-from coolcore.train.ablation import concentration_features
 from coolcore.train.fit import predictions_frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -43,7 +43,7 @@ from add_baselines import same_data_and_folds  # noqa: E402
 
 def feature_sets(dataset) -> dict[str, np.ndarray]:
     """The three feature sets of the module docstring, one row per map."""
-    f = concentration_features(dataset.catalog, dataset.cfg)
+    f = dataset_features(dataset.catalog, dataset.cfg)
     if f is None:
         raise CoolcoreError("the concentration features cannot be measured on these maps")
     profile = f["profile"]

@@ -72,14 +72,14 @@ def test_profile_baseline_on_observations_is_put_on_one_distance_scale(mock_run)
     from astropy.cosmology import Planck18
 
     from coolcore.data.inputs import catalog_inputs, observation_field
+    from coolcore.evaluate.indicators import dataset_features
     from coolcore.evaluate.profiles import radial_profile
-    from coolcore.train.ablation import concentration_features
     from coolcore.train.config import load_config
     from coolcore.train.protocol import load_data
 
     cfg = load_config("demo", ["preprocess.crop=64", "preprocess.size=32"])
     dataset = load_data(mock_run / "xmm", cfg, progress=False)
-    features = concentration_features(dataset.catalog, dataset.cfg)
+    features = dataset_features(dataset.catalog, dataset.cfg)
     items = catalog_inputs(dataset.catalog)
     fields = np.stack([observation_field(it, field_kpc=1000.0, grid=64).image for it in items])
     plain = radial_profile(fields, 1000.0 / 64)
@@ -120,3 +120,31 @@ def test_dataset_scaling_of_observations_uses_the_distance_free_brightness(mock_
     np.testing.assert_allclose(image, fields[0].surface_luminosity(), rtol=1e-12)
     meta["preprocess"]["scaling"] = "image"
     np.testing.assert_allclose(_observation(items[0], meta, None, None, None)[0], fields[0].image)
+
+
+def test_cooling_time_baselines_on_observations(mock_run):
+    """The cooling-time regressions of a cv run on mock observations: measured on the
+    prepared fields as the ablation's classifiers are (no ``pixel_kpc`` needed), and the
+    line on log10 c_SB equal to a least-squares fit written here."""
+    import numpy as np
+
+    from coolcore.evaluate.indicators import dataset_features
+    from coolcore.evaluate.tcool_report import baseline_regressions
+    from coolcore.train.config import load_config
+    from coolcore.train.protocol import load_data, make_folds
+
+    cfg = load_config("demo", ["preprocess.crop=64", "preprocess.size=32"])
+    dataset = load_data(mock_run / "xmm", cfg, progress=False)
+    assert "pixel_kpc" not in dataset.catalog  # observations: the scale comes from the WCS
+    folds = make_folds(dataset, cfg, mock_run / "xmm")
+    preds = pd.DataFrame({"image_id": np.asarray(dataset.image_ids).astype(str)})
+    frame = baseline_regressions(preds, dataset, folds, notice=lambda _m: None)
+    assert frame is not None and np.isfinite(frame.drop(columns="image_id").to_numpy()).all()
+    c_sb = dataset_features(dataset.catalog, dataset.cfg)["c_SB"]
+    y = np.log10(dataset.catalog["t_cool_gyr"].to_numpy(float))
+    for train_idx, val_idx, test_idx in folds:
+        train = np.concatenate([train_idx, val_idx])
+        design = np.stack([np.ones(train.size), np.log10(c_sb[train])], axis=1)
+        coef = np.linalg.lstsq(design, y[train], rcond=None)[0]
+        want = coef[0] + coef[1] * np.log10(c_sb[test_idx])
+        np.testing.assert_allclose(frame["concentration_mu"].to_numpy()[test_idx], want, rtol=1e-9)

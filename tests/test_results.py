@@ -11,6 +11,7 @@ on 2 cores); the command that made the run is in its ``run.json``.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -366,7 +367,9 @@ def test_seeded_table_recomputed_independently(sample):
         assert not list(run.rglob("*.ckpt"))
 
 
-@pytest.mark.parametrize("name", ["regression-default-w0.2", "regression-dataset-w0.2"])
+@pytest.mark.parametrize(
+    "name", ["regression-default-w0.2", "regression-dataset-w0.2", "regression-xmm-dataset-w0.2"]
+)
 def test_cooling_time_run_recomputed(name):
     """The README's cooling-time figures (results/recipe-cpu/regression-*-w0.2):
     scatter and 68/95% coverage of the network recomputed from its predictions."""
@@ -388,6 +391,31 @@ def test_cooling_time_run_recomputed(name):
         assert f"scatter {prof['scatter_dex']:.2f} dex" in readme
         assert f"{prof['mad_dex']:.3f} dex against the network's {net['mad_dex']:.3f}" in readme
         assert f"{100 * prof['coverage_68']:.1f}% and {100 * prof['coverage_95']:.1f}%" in readme
+    elif name == "regression-xmm-dataset-w0.2":
+        low, high = net["scatter_dex_ci"]
+        assert f"{net['scatter_dex']:.3f} dex [{low:.3f}, {high:.3f}] against" in readme
+        assert f"{prof['scatter_dex']:.3f} [{prof['scatter_dex_ci'][0]:.3f}," in readme
+        assert f"with the head: {metrics['macro_f1']:.3f}" in readme
+        # "tighter than the profile ridge by D dex [LOW, HIGH]": a cluster bootstrap here
+        base = _read(run / "regression_baselines.csv")
+        first = _read(run / "predictions.csv")
+        y = np.log10(first["t_cool_gyr"]).to_numpy()
+        r_net, r_prof = y - first["log10_tcool"].to_numpy(), y - base["profile_mu"].to_numpy()
+        ids, inverse = np.unique(first["cluster_id"].to_numpy(), return_inverse=True)
+        members = [np.flatnonzero(inverse == c) for c in range(len(ids))]
+        rng = np.random.default_rng(777)
+        diffs = []
+        for _ in range(1000):
+            rows = np.concatenate([members[c] for c in rng.integers(0, len(ids), len(ids))])
+            diffs.append(np.std(r_prof[rows], ddof=1) - np.std(r_net[rows], ddof=1))
+        d = np.std(r_prof, ddof=1) - np.std(r_net, ddof=1)
+        flat = " ".join(readme.split())
+        stated = re.search(
+            r"tighter than the profile ridge by ([\d.]+) dex \[([\d.]+), ([\d.]+)\]", flat
+        )
+        assert float(stated[1]) == pytest.approx(d, abs=5e-4)
+        low, high = float(stated[2]), float(stated[3])
+        np.testing.assert_allclose([low, high], np.quantile(diffs, [0.025, 0.975]), atol=0.006)
     else:
         low, high = net["scatter_dex_ci"]
         assert f"{net['scatter_dex']:.2f} dex [{low:.2f}, {high:.2f}] against" in readme

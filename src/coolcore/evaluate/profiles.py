@@ -27,10 +27,7 @@ fitted on the training folds like ``c_SB (fit)``'s thresholds.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike, NDArray
 
 from coolcore import CLASS_NAMES
@@ -38,13 +35,12 @@ from coolcore.errors import UsageError
 from coolcore.evaluate.baselines import (
     aperture_sums,
     as_batch,
-    concentration,
     find_centers,
     labels_to_index,
     pixel_array,
 )
 
-__all__ = ["PROFILE_EDGES_KPC", "ProfileClassifier", "dataset_indicators", "radial_profile"]
+__all__ = ["PROFILE_EDGES_KPC", "ProfileClassifier", "radial_profile"]
 
 PROFILE_EDGES_KPC: NDArray[np.float64] = np.geomspace(4.0, 500.0, 13)
 """Annulus edges (kpc) of :func:`radial_profile`: 12 annuli, log-spaced."""
@@ -132,30 +128,3 @@ class ProfileClassifier:
     def predict(self, profiles: ArrayLike) -> NDArray[np.str_]:
         """Labels CC / WCC / NCC (the most probable)."""
         return np.asarray(CLASS_NAMES)[self.predict_proba(profiles).argmax(axis=1)]
-
-
-def _stored_maps(dataset: Any) -> tuple[list, NDArray[np.float64]] | None:
-    """The data set's maps as stored and their pixel scales; None without ``pixel_kpc``."""
-    from coolcore.data.images import read_image
-
-    cat = dataset.catalog
-    if "pixel_kpc" not in cat:
-        return None
-    pix = pd.to_numeric(cat["pixel_kpc"], errors="coerce").to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(pix) & (pix > 0)):
-        return None
-    return [read_image(p) for p in cat["path"]], pix
-
-
-def dataset_indicators(dataset: Any) -> dict[str, NDArray[np.float64]] | None:
-    """``c_SB`` and the radial profile of every map as stored; None without ``pixel_kpc``
-    (measured as the ablation's baselines measure them: on the maps read from their
-    files, with the catalogue's pixel scale)."""
-    maps = _stored_maps(dataset)
-    if maps is None:
-        return None
-    images, pix = maps
-    return {
-        "c_SB": np.asarray(concentration(images, pix), dtype=np.float64),
-        "profile": radial_profile(np.stack(images), pix),
-    }

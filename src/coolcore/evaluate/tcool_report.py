@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -68,16 +68,19 @@ def baseline_regressions(
     predictions: pd.DataFrame,
     dataset: Any,
     folds: Sequence[tuple[ArrayLike, ArrayLike, ArrayLike]],
+    notice: Callable[[str], None] = print,
 ) -> pd.DataFrame | None:
     """:func:`concentration_regression` and :func:`profile_regression` on a run's folds,
     row for row with its ``predictions``: ``image_id``, ``concentration_mu``,
-    ``concentration_sigma``, ``profile_mu``, ``profile_sigma``.  None where the
-    catalogue has no ``t_cool_gyr`` or no ``pixel_kpc``."""
-    from coolcore.evaluate.profiles import dataset_indicators
+    ``concentration_sigma``, ``profile_mu``, ``profile_sigma``.  The indicators are
+    the ablation's (:func:`coolcore.evaluate.indicators.dataset_features`: maps as
+    stored, or an observation's prepared field).  None where the catalogue has no
+    ``t_cool_gyr`` or they cannot be measured."""
+    from coolcore.evaluate.indicators import dataset_features
 
     if "t_cool_gyr" not in dataset.catalog:
         return None
-    found = dataset_indicators(dataset)
+    found = dataset_features(dataset.catalog, dataset.cfg, notice)
     if found is None:
         return None
     with np.errstate(divide="ignore", invalid="ignore"):

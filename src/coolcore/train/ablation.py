@@ -131,57 +131,6 @@ def load_ablation_results(run: str | Path) -> dict[str, list[pd.DataFrame]]:
     return RunFolder(run).ablation_results()
 
 
-def concentration_features(catalog: pd.DataFrame, cfg) -> dict[str, np.ndarray] | None:
-    """``c_SB``, the radial profile (:mod:`coolcore.evaluate.profiles`) and ``c_scaled``
-    (where ``r500_kpc`` is given) of every map of a catalogue.
-
-    The indicators are measured on the maps as stored (linear flux), which needs
-    the pixel scale (``pixel_kpc``) and, for the scaled one, ``r500_kpc`` (the
-    catalogue's true R500: not estimated from the data).  Observations
-    (:mod:`coolcore.data.observation`) are measured on the field the network sees
-    before its log: background-subtracted, exposure-corrected, masked pixels
-    filled, at ``cfg.field_kpc / cfg.crop`` kpc per pixel.  None (with a notice)
-    where they cannot be measured.
-    """
-    from coolcore.data.brightness import sphere_area_mpc2
-    from coolcore.data.images import read_image
-    from coolcore.data.inputs import catalog_inputs, observation_field
-    from coolcore.evaluate.baselines import concentration, scaled_concentration
-    from coolcore.evaluate.profiles import radial_profile
-
-    items = catalog_inputs(catalog)
-    observed = [it.is_observation for it in items]
-    if any(observed):  # the same background-subtracted, exposure-corrected field as the network
-        if not all(observed):
-            say("concentration baselines skipped: the catalogue mixes observations and maps")
-            return None
-        fields = [observation_field(it, field_kpc=cfg.field_kpc, grid=cfg.crop) for it in items]
-        raw = np.stack([f.image for f in fields])
-        pix = np.full(len(catalog), cfg.field_kpc / cfg.crop)
-        redshifts = [f.redshift for f in fields]
-    elif "pixel_kpc" not in catalog:
-        say("concentration baselines skipped: the catalogue has no pixel_kpc column")
-        return None
-    else:
-        raw = np.stack([read_image(p) for p in catalog["path"]])
-        pix = catalog["pixel_kpc"].to_numpy(dtype=float)
-    luminous = raw
-    if any(observed):  # count rates fall as 1 / D_L^2: the profile is put on one scale
-        if None in redshifts:
-            say("profile baseline: a map without redshift; count rates left at their distances")
-        else:  # the profile of the surface luminosity (rate per kpc^2 x 4 pi D_L^2 / Mpc^2)
-            area = [sphere_area_mpc2(f.redshift, f.cosmology, f.name) for f in fields]
-            luminous = raw * np.asarray(area)[:, None, None]
-    features = {
-        "c_SB": concentration(raw, pix),
-        "profile": radial_profile(luminous, pix),
-    }
-    if "r500_kpc" in catalog:
-        r500 = catalog["r500_kpc"].to_numpy(dtype=float)
-        features["c_scaled"] = scaled_concentration(raw, pix, r500)
-    return features
-
-
 def concentration_predictions(dataset, folds) -> dict[str, pd.DataFrame]:
     """The concentration classifiers on the same folds as the networks.
 
@@ -189,14 +138,15 @@ def concentration_predictions(dataset, folds) -> dict[str, pd.DataFrame]:
     ``c_scaled (fit)`` choose their two thresholds on each fold's training images;
     ``profile (fit)`` is a logistic regression on the surface-brightness profile fitted
     on them (:mod:`coolcore.evaluate.profiles`); the features are those of
-    :func:`concentration_features`.
+    :func:`coolcore.evaluate.indicators.dataset_features`.
     """
     from coolcore.evaluate.baselines import ConcentrationClassifier
+    from coolcore.evaluate.indicators import dataset_features
     from coolcore.evaluate.profiles import ProfileClassifier
     from coolcore.train.fit import predictions_frame
 
     cat = dataset.catalog
-    features = concentration_features(cat, dataset.cfg)
+    features = dataset_features(cat, dataset.cfg, say)
     if features is None:
         return {}
     y = dataset.labels
