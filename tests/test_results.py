@@ -506,3 +506,15 @@ def test_cooling_time_seed_tables_recomputed():
         np.testing.assert_allclose([d_low, d_high], np.quantile(diffs, [0.025, 0.975]), atol=0.006)
         profile_row = rows["profile ridge"]
         assert profile_row[2] == f"{np.std(prof, ddof=1):.3f}"
+
+
+def test_a1835_worked_example_matches_its_table():
+    """results/a1835/README.md quotes results/a1835/a1835.csv (benchmarks/a1835_tcool.sh)."""
+    row = pd.read_csv(ROOT / "results" / "a1835" / "a1835.csv").iloc[0]
+    text = " ".join((ROOT / "results" / "a1835" / "README.md").read_text().split())
+    assert row["predicted"] == "CC" and row["predicted_from_tcool"] == "CC"
+    assert f"CC (p = {row['p_CC']:.2f} CC, {row['p_WCC']:.2f} WCC, {row['p_NCC']:.2f} NCC)" in text
+    mu, sigma = row["log10_tcool"], row["log10_tcool_sigma"]
+    assert f"{mu:.3f} ± {sigma:.3f} (t_cool {10**mu:.2f} Gyr, 68% interval" in text
+    assert f"{10 ** (mu - sigma):.2f}-{10 ** (mu + sigma):.2f} Gyr" in text
+    assert "EMOS2" in row["warning"] and "EPN" in row["warning"]
