@@ -25,7 +25,8 @@ OUT=${OUT:-results/recipe-cpu}
 SEEDS=("${@:-0 1 2}")
 SAMPLES=${SAMPLES:-default xmm}
 RECIPE=(--set train.epochs=16 --set train.schedule=cosine --set train.warmup_epochs=1
-        --set train.augment=dihedral --set model.crop_source=full)
+        --set train.augment=dihedral --set model.crop_source=full
+        --set preprocess.scaling=image)   # the cpu preset before it took one brightness scale
 log() { echo "[$(date +%H:%M:%S)] $*"; }
 mkdir -p "$OUT"
 sim() {  # NAME [--instrument X]

@@ -23,6 +23,8 @@ def test_presets_load_and_validate(name):
         cfg["train"]["epochs"],
     )
     assert (got == recipe) == (name == "cpu")
+    # one brightness scale for all maps: the cpu preset's (README); the paper scales each map
+    assert cfg["preprocess"]["scaling"] == ("dataset" if name == "cpu" else "image")
 
 
 def test_paper_preset_is_the_papers_protocol():
