@@ -421,7 +421,7 @@ def test_cooling_time_run_recomputed(name):
         low, high = net["scatter_dex_ci"]
         assert f"{net['scatter_dex']:.2f} dex [{low:.2f}, {high:.2f}] against" in readme
         assert f"{prof['scatter_dex']:.2f} dex [{prof['scatter_dex_ci'][0]:.2f}," in readme
-        assert f"Classification with the head: {metrics['macro_f1']:.3f}" in readme
+        assert f"classification with the head: {metrics['macro_f1']:.3f}" in readme
     assert f"{net['scatter_dex']:.2f} dex" in readme
     assert (
         f"{100 * net['coverage_68']:.1f}%" in readme
