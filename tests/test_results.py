@@ -416,6 +416,11 @@ def test_cooling_time_run_recomputed(name):
         )
         assert float(stated[1]) == pytest.approx(d, abs=5e-4)
         low, high = float(stated[2]), float(stated[3])
+        # seed 1 beside it: the two seeds' mean and std of the scatter, with NumPy
+        second = _read(SEEDED / f"{name}-s1" / "predictions.csv")
+        r_two = [r_net, np.log10(second["t_cool_gyr"]).to_numpy() - second["log10_tcool"]]
+        scat = [np.std(r, ddof=1) for r in r_two]
+        assert f"over the two seeds {np.mean(scat):.3f} ± {np.std(scat, ddof=1):.3f} dex" in flat
         np.testing.assert_allclose([low, high], np.quantile(diffs, [0.025, 0.975]), atol=0.006)
     else:
         low, high = net["scatter_dex_ci"]
