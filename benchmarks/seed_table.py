@@ -49,7 +49,7 @@ import pandas as pd
 
 from coolcore import CLASS_NAMES
 from coolcore.apps.comparison import collect_methods
-from coolcore.evaluate.calibration import calibration_report
+from coolcore.evaluate.calibration import calibration_report, fold_scaled_sigma
 from coolcore.evaluate.compare import compare_methods, comparison_markdown
 from coolcore.evaluate.plots import plot_reliability
 from coolcore.evaluate.tcool_report import seeded_regression
@@ -222,6 +222,8 @@ REGRESSION_RUNS: dict[str, str] = {
     "on the default sample, each map scaled on its own",
     "regression-dataset-w0.2": "`all` with the cooling-time head (`loss.regression_weight=0.2`) "
     "on the default sample with one brightness scale for all maps",
+    "regression-xmm-dataset-w0.2": "`all` with the cooling-time head "
+    "(`loss.regression_weight=0.2`) on the XMM-Newton mocks with one brightness scale",
 }
 """The cv runs of ``benchmarks/regression_default.sh`` in table order, with what they are."""
 MIN_SEEDS = 3  # a network row of the README's tables is at least three training seeds
@@ -248,8 +250,7 @@ def _scaled(path: Path) -> pd.DataFrame:
     folder = RunFolder(path)
     frame = folder.read_predictions()
     scales = folder.read_metrics()["regression"]["network_scaled"]["sigma_scale"]
-    factor = np.asarray(scales)[frame["fold"].to_numpy(int)]
-    return frame.assign(log10_tcool_sigma=frame["log10_tcool_sigma"] * factor)
+    return frame.assign(log10_tcool_sigma=fold_scaled_sigma(frame, scales))
 
 
 def regression_section(name: str, runs: dict[int, Path]) -> str:

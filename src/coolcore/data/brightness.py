@@ -40,8 +40,9 @@ def surface_luminosity(
     ``image`` (counts/s per pixel of a ``field_kpc`` square field) divided by the
     pixel's area in kpc^2 and multiplied by ``4 pi D_L^2`` in Mpc^2
     (:func:`sphere_area_mpc2`): the photons a kpc^2 of the cluster emits per second
-    into the instrument's band and area, independent of the distance (the band's redshift, the K-correction, stays in it).  Data-set scaling
-    of observations uses it, so that a distant cluster is not taken for a faint one.
+    into the instrument's band and area, independent of the distance (the band's
+    redshift, the K-correction, stays in it).  Data-set scaling of observations uses
+    it, so that a distant cluster is not taken for a faint one.
 
     Raises
     ------

@@ -37,6 +37,7 @@ __all__ = [
     "expected_calibration_error",
     "fit_sigma_scale",
     "fit_temperature",
+    "fold_scaled_sigma",
     "fold_sigma_scales",
     "fold_temperatures",
     "negative_log_likelihood",
@@ -226,6 +227,13 @@ def sigma_scales(validations: Sequence[pd.DataFrame]) -> list[float]:
             y = np.log10(pd.to_numeric(val["t_cool_gyr"], errors="coerce").to_numpy(float))
         scales.append(fit_sigma_scale(y, val["log10_tcool"], val["log10_tcool_sigma"]))
     return scales
+
+
+def fold_scaled_sigma(predictions: pd.DataFrame, scales: Sequence[float]) -> np.ndarray:
+    """``log10_tcool_sigma`` of a run's test predictions, each map's times the factor of
+    the fold model that predicted it (``scales`` in fold order, :func:`sigma_scales`)."""
+    factor = np.asarray(scales, dtype=np.float64)[predictions["fold"].to_numpy(int)]
+    return predictions["log10_tcool_sigma"].to_numpy(float) * factor
 
 
 def _fold_values(meta: dict, n_nets: int, key: str) -> list[float]:

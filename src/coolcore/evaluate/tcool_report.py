@@ -145,13 +145,13 @@ def regression_report(
         "class_from_tcool": _class_scores(predictions, n_boot, seed),
     }
     if validations is not None:
-        from coolcore.evaluate.calibration import sigma_scales
+        from coolcore.evaluate.calibration import fold_scaled_sigma, sigma_scales
 
         scales = sigma_scales(validations)
-        factor = np.asarray(scales)[predictions["fold"].to_numpy(int)]
+        scaled = fold_scaled_sigma(predictions, scales)
         out["network_scaled"] = {
             "sigma_scale": scales,
-            **regression_metrics(y, mu, sigma * factor, cluster_id=clusters, **opts),
+            **regression_metrics(y, mu, scaled, cluster_id=clusters, **opts),
         }
     if baselines is not None:
         if not np.array_equal(
